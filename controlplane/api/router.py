@@ -1,0 +1,17 @@
+"""The one API router: every app registers its resources here, all under /api/v1/."""
+
+from rest_framework.routers import SimpleRouter
+
+from tenants.api.urls import register as register_tenants
+
+
+class Router(SimpleRouter):
+    # Accept both `/api/v1/api-keys` and `/api/v1/api-keys/`: clients built from the docs use either.
+    def __init__(self):
+        super().__init__()
+        self.trailing_slash = "/?"
+
+
+router = Router()
+extra_paths = [*register_tenants(router)]
+urlpatterns = [*extra_paths, *router.urls]

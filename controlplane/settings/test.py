@@ -1,0 +1,18 @@
+"""Test settings: the same code paths, with a fast password hasher and an in-process cache.
+
+Celery stays asynchronous here too: unit tests call task functions directly, and the integration
+tests start a real worker process against the real broker (Redis in CI, files locally).
+"""
+
+from controlplane.settings.base import *  # noqa: F403
+from controlplane.settings.base import DATA_DIR, env
+
+DEBUG = False
+SECRET_KEY = "test-only-secret-key-not-for-production-use-0123456789"  # noqa: S105 - tests only
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{DATA_DIR / 'test-cache'}")}
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

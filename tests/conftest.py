@@ -1,0 +1,48 @@
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from tests.factories import make_api_key, make_tenant, make_user
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+def client_for_key(plaintext: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {plaintext}")
+    return client
+
+
+@pytest.fixture
+def owner(db):
+    return make_user("owner@example.com")
+
+
+@pytest.fixture
+def tenant(db, owner):
+    return make_tenant("acme", owner=owner)
+
+
+@pytest.fixture
+def other_tenant(db):
+    return make_tenant("globex")
+
+
+@pytest.fixture
+def admin_key(tenant):
+    return make_api_key(tenant)[1]
+
+
+@pytest.fixture
+def admin_client(admin_key):
+    return client_for_key(admin_key)
