@@ -16,6 +16,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", RedirectView.as_view(pattern_name="api-docs", permanent=False)),
     path("", include("tenants.urls")),
+    path("", include("training.urls")),
+    path("", include("routing.urls")),
 ]
 
 

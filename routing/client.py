@@ -377,8 +377,8 @@ class RoutingClient:
         with self._queue_lock:
             unsent = len(self._queue)
             self._queue.clear()
-        if unsent:
             self._stats["reports_dropped"] += unsent
+        if unsent:
             logger.warning("routing client closed with %d outcome reports unsent (dropped)", unsent)
         return flushed and not unsent
 
@@ -565,7 +565,7 @@ class RoutingClient:
         if request_key is not None:
             outcome["request_key"] = request_key
         if self._closed:
-            self._stats["reports_dropped"] += 1
+            self._count_dropped(1)
             return
         queue = self._queue
         with self._queue_lock:
@@ -585,6 +585,11 @@ class RoutingClient:
                 )
         if full_batch and not self._wake_sender.is_set():
             self._wake_sender.set()
+
+    def _count_dropped(self, count: int) -> None:
+        # report() counts overflow under the queue lock; every other writer of this counter takes it too.
+        with self._queue_lock:
+            self._stats["reports_dropped"] += count
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Send every queued report now (blocking up to ``timeout`` seconds); True if the queue was emptied."""
@@ -626,7 +631,7 @@ class RoutingClient:
         try:
             body = json.dumps({"outcomes": batch}, default=str, separators=(",", ":")).encode()
         except (TypeError, ValueError) as exc:  # e.g. a circular structure in an input
-            self._stats["reports_dropped"] += len(batch)
+            self._count_dropped(len(batch))
             logger.error("dropping %d routing outcome reports that are not JSON-serialisable: %s", len(batch), exc)
             return False
         headers = dict(self._headers)
@@ -649,7 +654,7 @@ class RoutingClient:
                 self._stats["send_errors"] += 1
                 # 408/429/5xx are transient; any other 4xx will not improve with a retry.
                 if exc.code not in (408, 429) and exc.code < 500:
-                    self._stats["reports_dropped"] += len(batch)
+                    self._count_dropped(len(batch))
                     logger.error(
                         "routing outcomes rejected with HTTP %d, dropping %d reports%s", exc.code, len(batch), detail
                     )
@@ -665,7 +670,7 @@ class RoutingClient:
                 elif self._stop.wait(delay):
                     break  # closing: close() sends what is left, within its own deadline
         else:
-            self._stats["reports_dropped"] += len(batch)
+            self._count_dropped(len(batch))
             logger.warning(
                 "dropping %d routing outcome reports after %d attempts: %s", len(batch), self.max_send_attempts, error
             )

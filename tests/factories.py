@@ -44,3 +44,7 @@ OBJECT_FACTORIES: dict[type, Callable[[Tenant], object]] = {
 
 def register_factory(model: type, factory: Callable[[Tenant], object]) -> None:
     OBJECT_FACTORIES[model] = factory
+
+
+# Each area keeps its factories in its own module and registers them here on import.
+from tests import factories_examples, factories_jobs, factories_routing  # noqa: E402, F401

@@ -1,4 +1,9 @@
 """Routes without an object id in the URL, with where their tenant isolation is tested.
-Later apps add theirs here."""
+Each area adds its own dict; the matrix merges them."""
 
-NON_OBJECT_ROUTES: dict[str, str] = {}
+TENANTS: dict[str, str] = {}
+EXAMPLES: dict[str, str] = {}
+JOBS: dict[str, str] = {}
+ROUTING: dict[str, str] = {}
+
+NON_OBJECT_ROUTES: dict[str, str] = {**TENANTS, **EXAMPLES, **JOBS, **ROUTING}

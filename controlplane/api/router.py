@@ -2,7 +2,9 @@
 
 from rest_framework.routers import SimpleRouter
 
+from routing.api.urls import register as register_routing
 from tenants.api.urls import register as register_tenants
+from training.api.urls import register as register_training
 
 
 class Router(SimpleRouter):
@@ -13,5 +15,5 @@ class Router(SimpleRouter):
 
 
 router = Router()
-extra_paths = [*register_tenants(router)]
+extra_paths = [*register_tenants(router), *register_training(router), *register_routing(router)]
 urlpatterns = [*extra_paths, *router.urls]

@@ -1,0 +1,1 @@
+"""Celery tasks for example ingestion (queue: ingest)."""

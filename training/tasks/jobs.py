@@ -1,0 +1,1 @@
+"""Celery tasks for training jobs (queue: training)."""
