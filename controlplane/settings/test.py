@@ -4,6 +4,8 @@ Celery stays asynchronous here too: unit tests call task functions directly, and
 tests start a real worker process against the real broker (Redis in CI, files locally).
 """
 
+import os
+
 from controlplane.settings.base import *  # noqa: F403
 from controlplane.settings.base import DATA_DIR, env
 
@@ -11,7 +13,9 @@ DEBUG = False
 SECRET_KEY = "test-only-secret-key-not-for-production-use-0123456789"  # noqa: S105 - tests only
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{DATA_DIR / 'test-cache'}")}
+# One cache folder per xdist worker: tests clear the cache, and must not clear another process's.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+CACHES = {"default": env.cache("CACHE_URL", default=f"filecache://{DATA_DIR / ('test-cache-' + _WORKER)}")}
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
