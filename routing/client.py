@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import http.client
 import json
 import logging
 import random
@@ -486,7 +487,12 @@ class RoutingClient:
             if exc.code in (401, 403):
                 raise RoutingError(f"GET {self.table_url}: HTTP {exc.code}, the API key was rejected{detail}") from None
             raise RoutingError(f"GET {self.table_url}: HTTP {exc.code}{detail}") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:  # ValueError: http.client.InvalidURL etc.
+        except (
+            urllib.error.URLError,
+            http.client.HTTPException,
+            OSError,
+            ValueError,
+        ) as exc:  # ValueError: http.client.InvalidURL etc.
             raise RoutingError(f"GET {self.table_url}: {exc}") from None
         if status == 304:
             self._stats["not_modified"] += 1
@@ -660,7 +666,7 @@ class RoutingClient:
                     )
                     return False
                 error = f"HTTP {exc.code}{detail}"
-            except (urllib.error.URLError, OSError, ValueError) as exc:
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
                 self._stats["send_errors"] += 1
                 error = str(exc)
             if attempt < self.max_send_attempts:

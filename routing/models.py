@@ -91,5 +91,3 @@ class OutcomeDaily(TenantOwned):
     class Meta:
         ordering = ["-day"]
         constraints = [models.UniqueConstraint(fields=["tenant", "task", "day"], name="outcome_daily_unique")]
-
-

@@ -17,6 +17,7 @@ from tenants.context import TenantContext
 from tenants.models import ApiKey
 from tenants.selectors import tenant_context_for_user
 from tenants.services import api_key_cache_key, api_key_hash
+from tenants.throttling import blocked_for, client_address, record_failure
 
 SESSION_TENANT_KEY = "current_tenant_id"
 
@@ -76,20 +77,40 @@ def authenticate_api_key(plaintext: str) -> TenantContext:
     )
 
 
-class ApiKeyAuthentication(authentication.BaseAuthentication):
-    keyword = "Bearer"
+def authenticate_bearer(request) -> TenantContext | None:
+    """Authenticate `Authorization: Bearer <key>` with failure throttling; None when there is no header.
 
-    def authenticate(self, request):
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        if not header:
-            return None
-        parts = header.split()
-        if len(parts) != 2 or parts[0].lower() != self.keyword.lower():
+    Raises AuthenticationFailed (401) for a bad key and Throttled (429) for a caller that failed too often.
+    """
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if not header:
+        return None
+    parts = header.split()
+    key = parts[1] if len(parts) == 2 else ""
+    subjects = [f"ip:{client_address(request)}", f"prefix:{key.partition('_')[0][:16]}"]
+    wait = blocked_for(subjects)
+    if wait:
+        raise exceptions.Throttled(wait, detail="Too many failed authentication attempts; retry later.")
+    try:
+        if len(parts) != 2 or parts[0].lower() != "bearer":
             raise exceptions.AuthenticationFailed(
                 "Malformed Authorization header; expected 'Authorization: Bearer <api key>'.",
                 code="malformed_authorization",
             )
-        return ApiKeyUser(), authenticate_api_key(parts[1])
+        return authenticate_api_key(key)
+    except exceptions.AuthenticationFailed:
+        wait = record_failure(subjects)
+        if wait:
+            raise exceptions.Throttled(wait, detail="Too many failed authentication attempts; retry later.") from None
+        raise
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        context = authenticate_bearer(request)
+        return None if context is None else (ApiKeyUser(), context)
 
     def authenticate_header(self, request) -> str:
         return f'{self.keyword} realm="api"'

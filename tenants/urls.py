@@ -5,7 +5,7 @@ from tenants import views
 
 urlpatterns = [
     path("signup/", views.signup, name="signup"),
-    path("login/", auth_views.LoginView.as_view(template_name="tenants/login.html"), name="login"),
+    path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("organisations/new/", views.tenant_create, name="tenant_create"),
     path("organisations/switch/", views.tenant_switch, name="tenant_switch"),

@@ -4,6 +4,7 @@ from functools import wraps
 
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
@@ -15,6 +16,31 @@ from tenants.forms import ApiKeyCreateForm, MemberAddForm, MemberRoleForm, Signu
 from tenants.models import Membership
 from tenants.onboarding import checklist
 from tenants.scopes import Scope
+from tenants.throttling import blocked_for, client_address, record_failure
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login, with failed attempts throttled per client address (429 with Retry-After)."""
+
+    template_name = "tenants/login.html"
+
+    def _throttled(self, form, wait: int):
+        message = f"Too many failed attempts; try again in {wait} seconds."
+        response = render(self.request, self.template_name, {"form": form, "throttled": message}, status=429)
+        response["Retry-After"] = str(wait)
+        return response
+
+    def post(self, request, *args, **kwargs):
+        wait = blocked_for([f"ip:{client_address(request)}"])
+        if wait:
+            return self._throttled(self.get_form(), wait)
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form):
+        wait = record_failure([f"ip:{client_address(self.request)}"])
+        if wait:
+            return self._throttled(form, wait)
+        return super().form_invalid(form)
 
 
 def tenant_required(scope: str | None = None):

@@ -7,9 +7,13 @@ from tests.factories import make_api_key, make_tenant, make_user
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
+    from tenants.throttling import reset_local_blocks
+
     cache.clear()
+    reset_local_blocks()
     yield
     cache.clear()
+    reset_local_blocks()
 
 
 @pytest.fixture

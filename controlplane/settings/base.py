@@ -177,6 +177,11 @@ SPECTACULAR_SETTINGS = {
 
 # --- Product settings -------------------------------------------------------------------------------
 API_KEY_CACHE_SECONDS = env.int("API_KEY_CACHE_SECONDS", default=30)  # revocation takes effect within this
+# Failed authentication (bad API keys, bad passwords) per client address and per key prefix, per window.
+AUTH_FAILURE_WINDOW_SECONDS = env.int("AUTH_FAILURE_WINDOW_SECONDS", default=60)
+AUTH_FAILURE_LIMIT_PER_ADDRESS = env.int("AUTH_FAILURE_LIMIT_PER_ADDRESS", default=30)
+AUTH_FAILURE_LIMIT_PER_PREFIX = env.int("AUTH_FAILURE_LIMIT_PER_PREFIX", default=10)
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)  # trusted reverse proxies in front of the web servers
 
 LOGGING = {
     "version": 1,

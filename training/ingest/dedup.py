@@ -26,6 +26,7 @@ DEFAULT_EVAL_SHARE = 0.10
 _TWO_POW_64 = 2**64
 _nfc = unicodedata.normalize
 _sha256 = hashlib.sha256
+_PRINTABLE_ASCII = bytes(range(0x20, 0x80))
 
 
 def normalise(text: str) -> str:
@@ -38,18 +39,26 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+def normalised_bytes(text: str) -> bytes:
+    """Return normalise(text) encoded as UTF-8: what the hashes are computed over (hot path)."""
+    if text.isascii():
+        # ASCII is already NFC, and its only whitespace besides the space are control characters,
+        # which translate() finds in C far faster than isprintable() (this runs once per row).
+        data = text.encode()
+        if data.translate(None, _PRINTABLE_ASCII) or "  " in text or text[:1] == " " or text[-1:] == " ":
+            return " ".join(text.split()).encode()
+        return data
+    return normalise(text).encode("utf-8", "surrogatepass")
+
+
 def input_digest(text: str) -> bytes:
     """Return the sha256 digest of the normalised input (the key of the split)."""
-    # normalise() inlined: this runs once per row on the ingest hot path.
-    text = _nfc("NFC", text)
-    if not (text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " "):
-        text = " ".join(text.split())
-    return _sha256(text.encode("utf-8", "surrogatepass")).digest()
+    return _sha256(normalised_bytes(text)).digest()
 
 
 def output_key(output: str) -> bytes:
     """Return the normalised output as bytes, the second part of the content hash."""
-    return normalise(output).encode("utf-8", "surrogatepass")
+    return normalised_bytes(output)
 
 
 def split_of_digest(digest: bytes, threshold: int) -> str:
