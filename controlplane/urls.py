@@ -5,11 +5,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from controlplane.api.errors import api_not_found, api_server_error
 from controlplane.health import healthz
+from controlplane.metrics import metrics_view
 from controlplane.views import home
 
 urlpatterns = [
     path("", home, name="home"),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("controlplane.api.router")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -2,6 +2,7 @@
 
 from rest_framework import exceptions, permissions
 
+from controlplane.logging_context import set_log_tenant
 from tenants.context import TenantContext
 
 PUBLIC = "public"  # a method open to any authenticated caller with a tenant
@@ -30,6 +31,7 @@ class HasTenantScope(permissions.BasePermission):
                     "You are not a member of any organisation yet; create one first.", code="no_tenant"
                 )
             raise exceptions.NotAuthenticated()
+        set_log_tenant(context.tenant_id)
         scope = required_scope(view, request.method)
         if scope == PUBLIC or context.has_scope(scope):
             return True

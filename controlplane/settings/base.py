@@ -4,6 +4,7 @@ The development defaults need no server: SQLite and a Celery broker that keeps i
 both under DATA_DIR. Production overrides them with DATABASE_URL, CELERY_BROKER_URL and CACHE_URL.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -15,6 +16,13 @@ env.read_env(BASE_DIR / ".env") if (BASE_DIR / ".env").exists() else None
 
 DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+# Prometheus: every process (web workers, Celery workers) writes its samples here, and /metrics merges
+# them. Set before anything imports prometheus_client.
+METRICS_DIR = Path(env.str("PROMETHEUS_MULTIPROC_DIR", default=str(DATA_DIR / "metrics")))
+METRICS_DIR.mkdir(parents=True, exist_ok=True)
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(METRICS_DIR))
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")  # when set, /metrics needs `Authorization: Bearer <token>`
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
@@ -38,6 +46,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "controlplane.logging_context.LogContextMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -186,11 +195,23 @@ NUM_PROXIES = env.int("NUM_PROXIES", default=0)  # trusted reverse proxies in fr
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "controlplane.logging_context.ContextFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "pythonjsonlogger.json.JsonFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {
+            "format": "%(asctime)s %(levelname)s %(name)s [tenant=%(tenant_id)s job=%(job_id)s upload=%(upload_id)s] %(message)s"
+        },
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(tenant_id)s %(job_id)s %(upload_id)s %(message)s",
+        },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": env.str("LOG_FORMAT", default="plain")}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": env.str("LOG_FORMAT", default="plain"),
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

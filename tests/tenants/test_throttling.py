@@ -26,7 +26,7 @@ def test_failed_keys_from_one_address_are_throttled_with_retry_after(api_client,
 
 @override_settings(AUTH_FAILURE_LIMIT_PER_ADDRESS=1000, AUTH_FAILURE_LIMIT_PER_PREFIX=3)
 def test_failed_guesses_at_one_prefix_are_throttled_across_addresses(api_client, tenant):
-    key, secret = make_api_key(tenant)
+    key, _ = make_api_key(tenant)
     statuses = [
         api_client.get(
             "/api/v1/tenant", HTTP_AUTHORIZATION=f"Bearer {key.prefix}_wrong{i}", REMOTE_ADDR=f"10.0.0.{i}"

@@ -560,7 +560,18 @@ def _as_text(value: Any, field: str, line: int, obj: Any) -> str | RowError:
         return _field_error(line, field, f"missing field '{field}'", obj, "missing_field")
     if type(value) is list and value and all(type(item) is dict and "role" in item for item in value):
         return _render_messages(value, line, obj)  # e.g. a Responses-API style input list
-    return _dumps(value).decode()
+    text = compact_json(value)
+    if text is None:
+        return _field_error(line, field, f"'{field}' is nested too deeply to store", obj)
+    return text
+
+
+def compact_json(value: Any) -> str | None:
+    """Return `value` as compact JSON text, or None when it cannot be serialised (nested too deeply)."""
+    try:
+        return _dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError: recursion limit (254 levels)
+        return None
 
 
 def _message_content(message: Any, number: int, line: int, obj: Any, *, output: bool = False) -> str | RowError:
@@ -585,7 +596,7 @@ def _message_content(message: Any, number: int, line: int, obj: Any, *, output: 
         return "\n".join(texts)
     if content is None and not output:
         tool_calls = message.get("tool_calls")
-        return _dumps(tool_calls).decode() if tool_calls is not None else ""
+        return (compact_json(tool_calls) or "") if tool_calls is not None else ""
     if content is None:
         return RowError(
             line,
@@ -691,7 +702,10 @@ def _with_optional_fields(
     if metadata is not None:
         if type(metadata) is not dict:
             return _field_error(line, "metadata", f"'metadata' must be an object, got {_json_kind(metadata)}", source)
-        if b"\\u0000" in _dumps(metadata):  # PostgreSQL jsonb cannot store NUL
+        serialised = compact_json(metadata)
+        if serialised is None:
+            return _field_error(line, "metadata", "'metadata' is nested too deeply to store", source)
+        if "\\u0000" in serialised:  # PostgreSQL jsonb cannot store NUL
             return _field_error(line, "metadata", "'metadata' contains a NUL character (\\u0000)", source)
         record.metadata = metadata
     return record

@@ -218,4 +218,7 @@ def _check_extraction(output: str, line: int, rules: TaskRules) -> str | RowErro
             excerpt(output),
             "schema_violation",
         )
-    return orjson.dumps(value).decode()
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson.JSONEncodeError: nested deeper than it can serialise
+        return RowError(line, "output", "the output JSON is nested too deeply", excerpt(output), "output_not_json")

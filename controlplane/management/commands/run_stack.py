@@ -31,6 +31,9 @@ class Command(BaseCommand):
                 "--schedule", str(settings.DATA_DIR / "celerybeat-schedule"),
             ],
         }  # fmt: skip
+        # Samples of processes from an earlier run would be merged into /metrics forever: start clean.
+        for stale in settings.METRICS_DIR.glob("*.db"):
+            stale.unlink()
         processes = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}
         self.stdout.write(self.style.SUCCESS(f"Serving on http://{host}:{port}/ with a worker on queues {queues}."))
         self.stdout.write("Press Ctrl-C to stop.")
