@@ -4,6 +4,7 @@
 
 import glob
 import hmac
+import logging
 import os
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from django.conf import settings
 from django.http import HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
+
+logger = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
@@ -46,7 +49,7 @@ def queue_depths() -> dict[str, int]:
         for queue in Queue:
             try:
                 depths[queue.value] = channel.queue_declare(queue=queue.value, passive=True).message_count
-            except Exception:  # noqa: BLE001 - a queue nobody declared yet holds nothing
+            except Exception:  # a queue nobody declared yet holds nothing
                 depths[queue.value] = 0
     return depths
 
@@ -57,8 +60,8 @@ class QueueDepthCollector:
         try:
             for queue, depth in queue_depths().items():
                 family.add_metric([queue], depth)
-        except Exception:  # noqa: BLE001 - the broker being down must not break the scrape
-            pass
+        except Exception:  # the broker being down must not break the scrape
+            logger.warning("queue depth unavailable", exc_info=True)
         yield family
 
 
