@@ -303,7 +303,7 @@ def test_invalid_json():
 
 @pytest.mark.parametrize(("line", "kind"), [(b"[1, 2]", "an array"), (b"3", "a number"), (b'"s"', "a string")])
 def test_non_object_json(line, kind):
-    error = one(line + b"\n")
+    error = one(line + b"\n", file_format="jsonl")
     assert isinstance(error, RowError) and error.code == "not_an_object" and kind in error.message
 
 
