@@ -1,6 +1,7 @@
 """Project-level promises: settings safety, the deployment file, the API docs, the health endpoint."""
 
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -123,3 +124,36 @@ def test_health_checks_database_cache_and_broker(client):
     assert set(body["checks"]) == {"database", "cache", "broker"}
     assert body["checks"]["database"]["ok"] and body["checks"]["cache"]["ok"]
     assert response.status_code == (200 if body["ok"] else 503)
+
+
+def test_production_settings_secure_cookies_and_hsts():
+    code = (
+        "import json, controlplane.settings.production as s; print(json.dumps([s.SESSION_COOKIE_SECURE, "
+        "s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS, s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_HTTPONLY]))"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in ("DEBUG",)}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, "SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": "example.com"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    secure_session, secure_csrf, hsts, redirect, httponly = json.loads(result.stdout)
+    assert secure_session and secure_csrf and httponly and redirect and hsts >= 31536000
+
+
+def test_every_template_form_posts_with_a_csrf_token():
+    offenders = []
+    for template in (ROOT / "templates").rglob("*.html"):
+        text = template.read_text()
+        lowered = text.lower()
+        start = 0
+        while (index := lowered.find("<form", start)) != -1:
+            end = lowered.find("</form>", index)
+            form = lowered[index : end if end != -1 else len(lowered)]
+            if 'method="post"' in form and "csrf_token" not in form:
+                offenders.append(f"{template.relative_to(ROOT)} at character {index}")
+            start = index + 5
+    assert not offenders, f"POST forms without {{% csrf_token %}}: {offenders}"
