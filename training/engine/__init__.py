@@ -7,7 +7,18 @@ defaults, metrics or calibration (the web process) should import the torch-free 
 
 from __future__ import annotations
 
+import os
+
+# torch's CPU kernels run on OpenMP threads that by default busy-wait between parallel regions. When the
+# cores are shared (a Celery worker next to web processes, tests in parallel) a spinning or descheduled
+# thread stalls every barrier: a MiniLM step went from 0.3 s to 3-8 s with two threads on two busy cores.
+# Passive waiting removes that cliff. It only takes effect if set before torch is first imported, so a
+# worker's environment may also set it; an explicit setting in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .artifact import read_artifact_metadata, write_artifact_metadata
 from .calibrate import Calibration, SavingProjection, calibrate_threshold, projected_monthly_saving
+from .data import read_jsonl, split_by_input_hash
 from .evaluate import (
     CHRF_AGREEMENT_CUTOFF,
     agreements,
@@ -18,6 +29,8 @@ from .evaluate import (
     task_metrics,
     text_metrics,
 )
+from .modeling import Prediction
+from .predict import Predictor, clear_predictor_cache
 from .spec import (
     DEFAULT_HYPERPARAMETERS,
     KNOWN_BASE_MODELS,
@@ -29,11 +42,6 @@ from .spec import (
     default_hyperparameters,
     resolve_model_dir,
 )
-
-from .artifact import read_artifact_metadata, write_artifact_metadata
-from .data import read_jsonl, split_by_input_hash
-from .modeling import Prediction
-from .predict import Predictor, clear_predictor_cache
 from .train import Progress, TrainingResult, train
 
 __all__ = [

@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     if result.predictions:
         calibration = calibrate_threshold(
-            [p.confidence for p in result.predictions], [bool(p.agrees) for p in result.predictions], args.target_agreement
+            [p.confidence for p in result.predictions],
+            [bool(p.agrees) for p in result.predictions],
+            args.target_agreement,
         )
         calibration_data = calibration.to_dict()
         write_artifact_metadata(result.artifact_dir, threshold=calibration.threshold, calibration=calibration_data)

@@ -56,11 +56,15 @@ def calibrate_threshold(
         raise ValueError("target_agreement must be between 0 and 1")
     total = len(confidences)
     if total == 0:
-        return Calibration(None, 0.0, None, False, "no evaluation examples to calibrate on", target_agreement, min_coverage)
+        return Calibration(
+            None, 0.0, None, False, "no evaluation examples to calibrate on", target_agreement, min_coverage
+        )
 
     # Walk answers from most to least confident; after each group of equal confidence, the kept set is
     # exactly "confidence >= this value".
-    pairs = sorted(zip((float(c) for c in confidences), (bool(a) for a in agreements)), key=lambda p: -p[0])
+    pairs = sorted(
+        zip((float(c) for c in confidences), (bool(a) for a in agreements), strict=True), key=lambda p: -p[0]
+    )
     points: list[dict[str, float]] = []  # descending threshold order while building
     kept = agreeing = 0
     index = 0
@@ -92,11 +96,20 @@ def calibrate_threshold(
         f"at {chosen['agreement']:.1%} agreement (target {target_agreement:.0%})"
     )
     return Calibration(
-        chosen["threshold"], chosen["coverage"], chosen["agreement"], True, message, target_agreement, min_coverage, curve
+        chosen["threshold"],
+        chosen["coverage"],
+        chosen["agreement"],
+        True,
+        message,
+        target_agreement,
+        min_coverage,
+        curve,
     )
 
 
-def _downsample(points: list[dict[str, float]], max_points: int, keep: dict[str, float] | None) -> list[dict[str, float]]:
+def _downsample(
+    points: list[dict[str, float]], max_points: int, keep: dict[str, float] | None
+) -> list[dict[str, float]]:
     """At most ~max_points evenly spaced points (first and last kept), plus the chosen point."""
     if len(points) <= max_points:
         return points
@@ -142,9 +155,11 @@ def projected_monthly_saving(
     """
     if not 0 <= coverage <= 1:
         raise ValueError("coverage must be between 0 and 1")
-    frontier = monthly_requests * (
-        avg_input_tokens * frontier_price_in_per_million + avg_output_tokens * frontier_price_out_per_million
-    ) / 1_000_000
+    frontier = (
+        monthly_requests
+        * (avg_input_tokens * frontier_price_in_per_million + avg_output_tokens * frontier_price_out_per_million)
+        / 1_000_000
+    )
     routed = frontier * (small_model_cost_share + 1 - coverage)
     return SavingProjection(
         frontier_monthly_cost=frontier,

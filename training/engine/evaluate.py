@@ -36,7 +36,7 @@ def classification_metrics(predicted: Sequence[str], reference: Sequence[str]) -
     true_positive: Counter[str] = Counter()
     predicted_count: Counter[str] = Counter(predicted)
     support: Counter[str] = Counter(reference)
-    for guess, truth in zip(predicted, reference):
+    for guess, truth in zip(predicted, reference, strict=True):
         if guess == truth:
             true_positive[truth] += 1
     per_label: dict[str, dict[str, float]] = {}
@@ -93,7 +93,7 @@ def extraction_metrics(predicted: Sequence[str], reference: Sequence[str]) -> di
     """
     _check_lengths(predicted, reference)
     valid_count = exact = true_positive = predicted_fields = reference_fields = 0
-    for guess_text, truth_text in zip(predicted, reference):
+    for guess_text, truth_text in zip(predicted, reference, strict=True):
         guess_valid, guess = parse_json_output(guess_text)
         truth_valid, truth = parse_json_output(truth_text)
         valid_count += guess_valid
@@ -114,7 +114,9 @@ def extraction_metrics(predicted: Sequence[str], reference: Sequence[str]) -> di
     }
 
 
-def _extraction_agrees(guess_valid: bool, guess: Any, truth_valid: bool, truth: Any, guess_text: str, truth_text: str) -> bool:
+def _extraction_agrees(
+    guess_valid: bool, guess: Any, truth_valid: bool, truth: Any, guess_text: str, truth_text: str
+) -> bool:
     if guess_valid and truth_valid:
         return guess == truth
     return not truth_valid and guess_text.strip() == truth_text.strip()
@@ -126,7 +128,7 @@ def sentence_chrf(predicted: Sequence[str], reference: Sequence[str]) -> list[fl
 
     _check_lengths(predicted, reference)
     metric = CHRF()
-    return [metric.sentence_score(guess, [truth]).score for guess, truth in zip(predicted, reference)]
+    return [metric.sentence_score(guess, [truth]).score for guess, truth in zip(predicted, reference, strict=True)]
 
 
 def corpus_chrf(predicted: Sequence[str], reference: Sequence[str]) -> float:
@@ -145,7 +147,9 @@ def text_metrics(predicted: Sequence[str], reference: Sequence[str]) -> dict[str
     return {
         "chrf": corpus_chrf(predicted, reference),
         "mean_sentence_chrf": _safe_divide(sum(scores), len(scores)),
-        "exact_match": _safe_divide(sum(g.strip() == t.strip() for g, t in zip(predicted, reference)), len(reference)),
+        "exact_match": _safe_divide(
+            sum(g.strip() == t.strip() for g, t in zip(predicted, reference, strict=True)), len(reference)
+        ),
     }
 
 
@@ -158,10 +162,10 @@ def agreements(
     """
     _check_lengths(predicted, reference)
     if task_kind == "classification":
-        return [guess == truth for guess, truth in zip(predicted, reference)]
+        return [guess == truth for guess, truth in zip(predicted, reference, strict=True)]
     if task_kind == "extraction":
         result = []
-        for guess_text, truth_text in zip(predicted, reference):
+        for guess_text, truth_text in zip(predicted, reference, strict=True):
             guess_valid, guess = parse_json_output(guess_text)
             truth_valid, truth = parse_json_output(truth_text)
             result.append(_extraction_agrees(guess_valid, guess, truth_valid, truth, guess_text, truth_text))
@@ -190,7 +194,7 @@ def task_metrics(task_kind: str, predicted: Sequence[str], reference: Sequence[s
 def evaluate_predictions(task_kind: str, predictions: Sequence[Any], reference: Sequence[str]) -> dict[str, Any]:
     """Fill each Prediction's `agrees` in place and return the task metrics plus mean confidence."""
     outputs = [prediction.output for prediction in predictions]
-    for prediction, agree in zip(predictions, agreements(task_kind, outputs, reference)):
+    for prediction, agree in zip(predictions, agreements(task_kind, outputs, reference), strict=True):
         prediction.agrees = agree
     metrics = task_metrics(task_kind, outputs, reference)
     metrics["mean_confidence"] = _safe_divide(sum(p.confidence for p in predictions), len(predictions))

@@ -6,9 +6,11 @@ in all three.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,9 +47,14 @@ class Prediction:
 
 
 def select_device() -> torch.device:
-    """CUDA when present, else CPU with torch threads pinned to the machine's cores."""
+    """CUDA when present, else CPU with torch threads set to the cores this process may use.
+
+    An explicit OMP_NUM_THREADS in the environment (e.g. a worker running two jobs side by side) wins.
+    """
     if torch.cuda.is_available():
         return torch.device("cuda")
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.device("cpu")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if torch.get_num_threads() != cores:
         torch.set_num_threads(cores)
@@ -59,6 +66,14 @@ def autocast_context(device: torch.device):
     if device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return torch.autocast(device_type="cpu", enabled=False)
+
+
+@contextlib.contextmanager
+def quiet_known_deprecations():
+    """Silence the FutureWarning peft 0.21 triggers in transformers 5 (is_gradient_checkpointing)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def load_tokenizer(base_model: BaseModel, model_dir: str | None = None):
@@ -84,16 +99,23 @@ def ensure_pad_token(tokenizer) -> None:
 def load_classifier_base(base_model: BaseModel, labels: Sequence[str], model_dir: str | None = None):
     """AutoModelForSequenceClassification with a fresh head of len(labels) outputs and named labels."""
     from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as transformers_logging
 
     model_dir = model_dir or resolve_model_dir(base_model)
-    id2label = {index: label for index, label in enumerate(labels)}
-    return AutoModelForSequenceClassification.from_pretrained(
-        model_dir,
-        num_labels=len(labels),
-        id2label=id2label,
-        label2id={label: index for index, label in id2label.items()},
-        dtype=torch.float32,
-    )
+    id2label = dict(enumerate(labels))
+    # The load report always lists the new head as "missing"; that is expected, so keep it out of the logs.
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            model_dir,
+            num_labels=len(labels),
+            id2label=id2label,
+            label2id={label: index for index, label in id2label.items()},
+            dtype=torch.float32,
+        )
+    finally:
+        transformers_logging.set_verbosity(verbosity)
 
 
 def load_causal_lm_base(base_model: BaseModel, model_dir: str | None = None):
@@ -163,7 +185,9 @@ def encode_prompt(tokenizer, instruction: str, text: str, budget: int) -> list[i
     return ids
 
 
-def encode_generation_example(tokenizer, instruction: str, text: str, output: str, max_length: int) -> dict[str, list[int]]:
+def encode_generation_example(
+    tokenizer, instruction: str, text: str, output: str, max_length: int
+) -> dict[str, list[int]]:
     """input_ids and labels for SFT: loss only on the output tokens and the closing EOS (prompt is -100)."""
     target = tokenizer(output, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     # The answer gets at least half the window; the prompt's input text gives way first.
@@ -225,7 +249,7 @@ def classify(
             logits = model(**batch).logits
         probabilities = torch.softmax(logits.float(), dim=-1)
         confidence, index = probabilities.max(dim=-1)
-        for conf, idx in zip(confidence.tolist(), index.tolist()):
+        for conf, idx in zip(confidence.tolist(), index.tolist(), strict=True):
             predictions.append(Prediction(output=labels[idx], confidence=float(conf)))
     return predictions
 
@@ -259,7 +283,10 @@ def generate(
     prompt_budget = max(max_length - max_new_tokens, 8)
     predictions: list[Prediction] = []
     for start in range(0, len(texts), batch_size):
-        rows = [{"input_ids": encode_prompt(tokenizer, instruction, text, prompt_budget)} for text in texts[start : start + batch_size]]
+        rows = [
+            {"input_ids": encode_prompt(tokenizer, instruction, text, prompt_budget)}
+            for text in texts[start : start + batch_size]
+        ]
         # Decoder-only models continue from the last position, so prompts are padded on the left.
         batch = {key: value.to(device) for key, value in pad_batch(rows, tokenizer.pad_token_id, left=True).items()}
         with autocast_context(device):
@@ -268,7 +295,7 @@ def generate(
         step_logits = torch.stack([logits.float() for logits in result.logits], dim=1)  # batch, steps, vocab
         chosen = torch.softmax(step_logits, dim=-1).gather(-1, new_tokens[:, : step_logits.shape[1]].unsqueeze(-1))
         chosen = chosen.squeeze(-1)
-        for row_tokens, row_probabilities in zip(new_tokens.tolist(), chosen.tolist()):
+        for row_tokens, row_probabilities in zip(new_tokens.tolist(), chosen.tolist(), strict=True):
             length = len(row_tokens)
             if eos_id in row_tokens:
                 length = row_tokens.index(eos_id) + 1  # count the stop decision itself

@@ -66,7 +66,8 @@ class Predictor:
             base = modeling.load_classifier_base(base_model, metadata["labels"], model_dir)
         else:
             base = modeling.load_causal_lm_base(base_model, model_dir)
-        model = PeftModel.from_pretrained(base, artifact_dir).to(device).eval()
+        with modeling.quiet_known_deprecations():
+            model = PeftModel.from_pretrained(base, artifact_dir).to(device).eval()
         return cls(artifact_dir, metadata, model, tokenizer)
 
     def predict(self, inputs: Sequence[str], *, batch_size: int | None = None) -> list[Prediction]:

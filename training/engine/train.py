@@ -7,6 +7,7 @@ transformers.Trainer: we control per-step cost, progress reporting and cancellat
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
 import time
@@ -122,7 +123,15 @@ def build_peft_model(spec: TrainingSpec, base):
         # The new classification head starts random, so it must be trained in full and saved with the adapter.
         modules_to_save=["classifier", "score"] if spec.task_kind == "classification" else None,
     )
-    return get_peft_model(base, config)
+    with modeling.quiet_known_deprecations():
+        return get_peft_model(base, config)
+
+
+def _set_adapter_base_model(artifact_dir: Path, base_model_name_or_path: str) -> None:
+    path = artifact_dir / "adapter_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = base_model_name_or_path
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def train(
@@ -155,7 +164,9 @@ def train(
         labels = resolve_labels(spec, train_examples)
         label_index = {label: index for index, label in enumerate(labels)}
         encoded = modeling.encode_classification_examples(tokenizer, [e.input for e in train_examples], hp.max_length)
-        rows = [{"input_ids": ids, "labels": label_index[e.output]} for ids, e in zip(encoded, train_examples)]
+        rows = [
+            {"input_ids": ids, "labels": label_index[e.output]} for ids, e in zip(encoded, train_examples, strict=True)
+        ]
         base = modeling.load_classifier_base(spec.base_model, labels, model_dir)
     else:
         labels = []
@@ -175,7 +186,7 @@ def train(
     total_steps = max(1, math.ceil(steps_per_epoch * hp.epochs))
     if spec.max_steps is not None:
         total_steps = max(1, min(total_steps, spec.max_steps))
-    warmup_steps = int(round(hp.warmup_ratio * total_steps))
+    warmup_steps = round(hp.warmup_ratio * total_steps)
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=hp.learning_rate, weight_decay=hp.weight_decay
     )
@@ -260,9 +271,11 @@ def train(
     artifact_dir = Path(spec.output_dir)
     artifact_dir.mkdir(parents=True, exist_ok=True)
     model.eval()
-    # Point serving stacks at the upstream model id rather than this machine's package folder.
-    model.peft_config["default"].base_model_name_or_path = spec.base_model.hub_id or model_dir
     model.save_pretrained(str(artifact_dir))
+    if spec.base_model.hub_id:
+        # Point serving stacks at the upstream model id rather than this machine's package folder. Patched
+        # after saving: save_pretrained would otherwise try to fetch that id's config from the hub.
+        _set_adapter_base_model(artifact_dir, spec.base_model.hub_id)
     tokenizer.save_pretrained(str(artifact_dir))
     if labels:
         write_label_map(artifact_dir, labels)
@@ -276,7 +289,9 @@ def train(
         predictions = modeling.generate(
             model, tokenizer, inputs, instruction, max_length=hp.max_length, max_new_tokens=max_new_tokens
         )
-    metrics = evaluate_predictions(spec.task_kind, predictions, [e.output for e in eval_examples]) if predictions else {}
+    metrics = (
+        evaluate_predictions(spec.task_kind, predictions, [e.output for e in eval_examples]) if predictions else {}
+    )
     metrics["train_examples_per_second"] = examples_per_second
 
     result.metrics = metrics

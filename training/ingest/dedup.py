@@ -73,18 +73,11 @@ def split_threshold(eval_share: float) -> int:
     return int(eval_share * _TWO_POW_64)
 
 
-def assign_split(input: str, eval_share: float = DEFAULT_EVAL_SHARE) -> str:  # noqa: A002
+def assign_split(input: str, eval_share: float = DEFAULT_EVAL_SHARE) -> str:
     """Return "train" or "eval" for `input`, deterministically from its normalised text only."""
     return split_of_digest(input_digest(input), split_threshold(eval_share))
 
 
-def content_hash(input: str, output: str) -> str:  # noqa: A002
+def content_hash(input: str, output: str) -> str:
     """Return the 64-character sha256 hex of the normalised (input, output) pair."""
     return _sha256(input_digest(input) + output_key(output)).hexdigest()
-
-
-def hash_and_split(input: str, output: str, threshold: int) -> tuple[str, str]:  # noqa: A002
-    """Return (content_hash, split) with one normalisation and hash of the input (the hot path)."""
-    digest = input_digest(input)
-    pair_hash = _sha256(digest + output_key(output)).hexdigest()
-    return pair_hash, split_of_digest(digest, threshold)

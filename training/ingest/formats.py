@@ -23,7 +23,7 @@ import csv
 import os
 import zlib
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, BinaryIO, Literal
 
 import orjson
@@ -142,8 +142,9 @@ class RecordStream(Iterator["RawRecord | RowError"]):
         """Bytes consumed from the caller's stream (compressed bytes for gzip), read-ahead included."""
         return self._upload.bytes_read
 
-    def __iter__(self) -> RecordStream:
-        return self
+    def __iter__(self) -> Iterator[RawRecord | RowError]:
+        # The generator itself, so that a for loop does not pay a Python-level __next__ per row.
+        return self._records
 
     def __next__(self) -> RawRecord | RowError:
         return next(self._records)
@@ -184,7 +185,7 @@ class RecordStream(Iterator["RawRecord | RowError"]):
                 return
             line += 1
             if line == 1 and raw.startswith(BOM):
-                raw = raw[3:]
+                raw = raw[3:] or b"\n"  # a file holding only a BOM is empty, not a broken row
             if len(raw) > max_bytes and _content_length(raw) > max_bytes:
                 if raw[-1:] != b"\n":
                     self._skip_rest_of_line()
@@ -330,7 +331,9 @@ class RecordStream(Iterator["RawRecord | RowError"]):
         if metadata is None:
             extra = {key: value for key, value in obj.items() if key not in mapped_keys}
             metadata = extra or None
-        return _with_optional_fields(record, {"metadata": metadata}, usage, values.get("model"), values.get("timestamp"))
+        return _with_optional_fields(
+            record, {"metadata": metadata}, usage, values.get("model"), values.get("timestamp")
+        )
 
     # ---------------------------------------------------------------- CSV
 
@@ -401,7 +404,9 @@ class RecordStream(Iterator["RawRecord | RowError"]):
                 found = [problems.pop(number) for number in sorted(problems) if number < record_start]
                 if found and line >= start_line:
                     first = found[0]
-                    yield RowError(line, first.field, _where(first, line) + first.message, first.raw_excerpt, first.code)
+                    yield RowError(
+                        line, first.field, _where(first, line) + first.message, first.raw_excerpt, first.code
+                    )
                     continue
                 if found:
                     continue
@@ -629,9 +634,7 @@ def _request_text(request: dict[str, Any], line: int, obj: Any) -> str | RowErro
         if type(messages) is not list or not messages:
             return _field_error(line, "request.messages", "'request.messages' must be a non-empty list", obj)
         system = request.get("system")  # Anthropic-style requests keep the system prompt apart
-        if type(system) is str and system:
-            messages = [{"role": "system", "content": system}, *messages]
-        elif type(system) is list:
+        if (type(system) is str and system) or type(system) is list:
             messages = [{"role": "system", "content": system}, *messages]
         return _render_messages(messages, line, obj)
     for key in ("prompt", "input"):
@@ -691,7 +694,9 @@ def _with_optional_fields(
         if type(model) is not str:
             return _field_error(line, "model", f"'model' must be a string, got {_json_kind(model)}", source)
         if len(model) > MAX_MODEL_CHARS or "\x00" in model:
-            return _field_error(line, "model", f"'model' must be a name of at most {MAX_MODEL_CHARS} characters", source)
+            return _field_error(
+                line, "model", f"'model' must be a name of at most {MAX_MODEL_CHARS} characters", source
+            )
         record.model = model
     if timestamp is not None:
         parsed = parse_timestamp(timestamp)
@@ -738,13 +743,13 @@ def parse_timestamp(value: Any) -> datetime | str:
             except ValueError:
                 return f"'timestamp' {value!r:.40} is neither ISO 8601 nor unix seconds"
             if parsed.tzinfo is None:
-                return parsed.replace(tzinfo=timezone.utc)
-            return parsed.astimezone(timezone.utc)
+                return parsed.replace(tzinfo=UTC)
+            return parsed.astimezone(UTC)
         value = number
     if type(value) in (int, float):
         if not 0 <= value < MAX_UNIX_SECONDS:
             return f"'timestamp' {value!r:.40} is out of range: give unix seconds (not milliseconds) or ISO 8601"
-        return datetime.fromtimestamp(value, tz=timezone.utc)
+        return datetime.fromtimestamp(value, tz=UTC)
     return f"'timestamp' must be ISO 8601 text or unix seconds, got {_json_kind(value)}"
 
 

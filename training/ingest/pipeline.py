@@ -202,6 +202,5 @@ def _early_stop_message(
     description = description.format(field=field or "")
     scope = f"{rejected:,} of the {inspected:,} rows" if whole_file else f"{rejected:,} of the first {inspected:,} rows"
     return (
-        f"wrong format or column mapping: {scope} were rejected; "
-        f"the most common error was '{description}' — {advice}"
+        f"wrong format or column mapping: {scope} were rejected; the most common error was '{description}' — {advice}"
     )

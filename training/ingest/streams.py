@@ -124,8 +124,7 @@ class _GzipSource(io.RawIOBase):
             self._pending += more
         if self._pending[:2] != GZIP_MAGIC:
             raise UploadRefused(
-                "the gzip file has unexpected data after the end of its compressed stream; "
-                "upload the original .gz file"
+                "the gzip file has unexpected data after the end of its compressed stream; upload the original .gz file"
             )
         self._decompressor = zlib.decompressobj(wbits=31)
 
@@ -137,7 +136,8 @@ class _GzipSource(io.RawIOBase):
                 "the limit for one upload; split it into smaller files"
             )
         if self.decompressed >= limits.ratio_check_after_bytes:
-            compressed = max(self._compressed.consumed, 1)
+            # Compressed bytes actually inflated so far: read minus what still waits in `_pending`.
+            compressed = max(self._compressed.consumed - len(self._pending), 1)
             if self.decompressed / compressed > limits.max_compression_ratio:
                 raise UploadRefused(
                     f"the gzip file expands more than {limits.max_compression_ratio:g} times "

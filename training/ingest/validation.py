@@ -52,6 +52,7 @@ class TaskRules:
     max_output_chars: int = 20_000
     eval_share: float = DEFAULT_EVAL_SHARE
     _label_index: dict[str, str] = field(init=False, repr=False, compare=False)
+    _label_lookup: dict[str, str] = field(init=False, repr=False, compare=False)
     _label_keys: dict[str, bytes] = field(init=False, repr=False, compare=False)
     _validator: Any = field(init=False, repr=False, compare=False)
     _split_threshold: int = field(init=False, repr=False, compare=False)
@@ -84,6 +85,8 @@ class TaskRules:
                 raise ValueError(f"the output schema is not a valid JSON Schema: {error.message}") from None
             validator = validator_class(self.output_schema)
         object.__setattr__(self, "_label_index", index)
+        # Exact labels first (most rows carry one verbatim), then the trimmed, case-folded forms.
+        object.__setattr__(self, "_label_lookup", {**index, **{label: label for label in labels}})
         object.__setattr__(self, "_label_keys", {label: output_key(label) for label in labels})
         object.__setattr__(self, "_validator", validator)
         object.__setattr__(self, "_split_threshold", split_threshold(self.eval_share))
@@ -140,7 +143,10 @@ def validate_record(record: RawRecord, rules: TaskRules) -> ValidRow | RowError:
     output = record.output
     kind = rules.kind
     if kind == "classification":
-        label = rules._label_index.get(output.strip().casefold())
+        label_lookup = rules._label_lookup
+        label = label_lookup.get(output)  # the exact label (most rows) before trimming and folding
+        if label is None:
+            label = label_lookup.get(output.strip().casefold())
         if label is None:
             return _unknown_label(record, rules)
         output = label
@@ -152,8 +158,7 @@ def validate_record(record: RawRecord, rules: TaskRules) -> ValidRow | RowError:
             return RowError(
                 line,
                 "output",
-                f"the output is {len(output):,} characters long; the task accepts at most "
-                f"{rules.max_output_chars:,}",
+                f"the output is {len(output):,} characters long; the task accepts at most {rules.max_output_chars:,}",
                 excerpt(output),
                 "output_too_long",
             )
@@ -165,7 +170,7 @@ def validate_record(record: RawRecord, rules: TaskRules) -> ValidRow | RowError:
                 return checked
             output = checked
         output_bytes = output_key(output)
-    # hash_and_split() inlined: this is the per-row hot path.
+    # content_hash() and assign_split() inlined, sharing one input digest: the per-row hot path.
     digest = input_digest(input_text)
     return ValidRow(
         line,

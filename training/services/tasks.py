@@ -21,6 +21,7 @@ from tenants.services import audit_record
 from training.models import Example, FrontierModelPrice, Task, TaskKind
 
 MAX_LABELS = 1000
+RESERVED_SLUGS = frozenset({"new"})  # /tasks/new/ is the registration page
 MAX_LABEL_CHARS = 200
 # A language tag such as en, de, pt-BR, zh-Hant, sr-Latn-RS (BCP 47 shape, not a registry lookup).
 _LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
@@ -169,6 +170,8 @@ def _slug_for(tenant_id: int, slug: str, name: str, *, exclude_pk: int | None = 
     candidate = slugify(slug or name)[:80].strip("-")
     if not candidate:
         raise ValidationError({"slug": "Use letters, numbers, hyphens or underscores in the slug."})
+    if candidate in RESERVED_SLUGS:
+        raise ValidationError({"slug": f"{candidate!r} is reserved for a page of the product; choose another slug."})
     taken = Task.objects.for_tenant(tenant_id).filter(slug=candidate)
     if exclude_pk is not None:
         taken = taken.exclude(pk=exclude_pk)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -90,7 +90,7 @@ def test_logged_request_response_pair():
     assert record.output == '{"total": 10}'
     assert record.model == "gpt-4o-2024-08-06"
     assert (record.usage_input_tokens, record.usage_output_tokens) == (12, 5)
-    assert record.timestamp == datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc)
+    assert record.timestamp == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
 
 
 def test_logged_pair_anthropic_style():
@@ -141,11 +141,11 @@ def test_bad_usage_is_a_row_error(usage):
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("2024-03-01T12:00:00Z", datetime(2024, 3, 1, 12, tzinfo=timezone.utc)),
-        ("2024-03-01T13:00:00+01:00", datetime(2024, 3, 1, 12, tzinfo=timezone.utc)),
-        ("2024-03-01 12:00:00", datetime(2024, 3, 1, 12, tzinfo=timezone.utc)),
-        (1709294400, datetime(2024, 3, 1, 12, tzinfo=timezone.utc)),
-        (1709294400.5, datetime(2024, 3, 1, 12, 0, 0, 500000, tzinfo=timezone.utc)),
+        ("2024-03-01T12:00:00Z", datetime(2024, 3, 1, 12, tzinfo=UTC)),
+        ("2024-03-01T13:00:00+01:00", datetime(2024, 3, 1, 12, tzinfo=UTC)),
+        ("2024-03-01 12:00:00", datetime(2024, 3, 1, 12, tzinfo=UTC)),
+        (1709294400, datetime(2024, 3, 1, 12, tzinfo=UTC)),
+        (1709294400.5, datetime(2024, 3, 1, 12, 0, 0, 500000, tzinfo=UTC)),
     ],
 )
 def test_timestamps(value, expected):
@@ -235,9 +235,13 @@ def test_leading_bom_is_stripped():
     assert one(b"\xef\xbb\xbf" + jsonl({"input": "a", "output": "b"})).input == "a"
 
 
+def test_file_of_only_a_bom_is_empty():
+    assert read_all(b"\xef\xbb\xbf") == []
+
+
 def test_bom_in_the_middle_is_a_row_error():
     data = jsonl({"input": "a", "output": "b"}) + b"\xef\xbb\xbf" + jsonl({"input": "c", "output": "d"})
-    good, error = read_all(data)
+    _good, error = read_all(data)
     assert isinstance(error, RowError) and error.code == "byte_order_mark" and error.line == 2
 
 
@@ -259,7 +263,7 @@ def test_last_line_without_newline_is_fine_when_complete():
 
 def test_truncated_last_line():
     data = jsonl({"input": "a", "output": "b"}) + b'{"input": "c", "outp'
-    good, error = read_all(data)
+    _good, error = read_all(data)
     assert isinstance(error, RowError) and (error.line, error.code) == (2, "truncated_line")
     assert "may be truncated" in error.message
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -38,7 +38,7 @@ def test_optional_columns_and_extra_columns_as_metadata():
     )
     mapping = MAPPING | {"timestamp": "when", "model": "engine", "input_tokens": "in_tok", "output_tokens": "out_tok"}
     first, second = read_all(data, file_format="csv", column_mapping=mapping)
-    assert first.timestamp == datetime(2024, 3, 1, 12, tzinfo=timezone.utc)
+    assert first.timestamp == datetime(2024, 3, 1, 12, tzinfo=UTC)
     assert (first.model, first.usage_input_tokens, first.usage_output_tokens) == ("gpt-4o", 12, 3)
     assert first.metadata == {"id": "7"}
     assert (second.timestamp, second.model, second.usage_input_tokens) == (None, None, None)
@@ -47,7 +47,7 @@ def test_optional_columns_and_extra_columns_as_metadata():
 def test_unix_seconds_in_a_csv_column():
     data = b"text,category,ts\nhi,x,1709294400\n"
     record = read_all(data, column_mapping=MAPPING | {"timestamp": "ts"})[0]
-    assert record.timestamp == datetime(2024, 3, 1, 12, tzinfo=timezone.utc)
+    assert record.timestamp == datetime(2024, 3, 1, 12, tzinfo=UTC)
 
 
 def test_bad_token_count_is_a_row_error():
@@ -84,7 +84,7 @@ def test_bom_and_crlf():
 
 def test_bom_in_a_later_line_is_a_row_error():
     data = b"text,category\nhi,x\n\xef\xbb\xbfho,y\n"
-    good, error = read_all(data, column_mapping=MAPPING)
+    _good, error = read_all(data, column_mapping=MAPPING)
     assert isinstance(error, RowError) and (error.line, error.code) == (3, "byte_order_mark")
 
 
