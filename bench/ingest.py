@@ -17,7 +17,8 @@
 
 Prints rows/s for both and their ratio, and peak RSS for 100k and --rows rows. Targets: ratio >= 0.5,
 peak RSS <= 300 MB and flat in the row count. The benchmark's tenant and rows are deleted at the end
-unless --keep is given. Migrations are applied to the database first.
+unless --keep is given, and so are the generated files unless --workdir names their folder.
+Migrations are applied to the database first.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,8 +46,16 @@ LABELS = [
     "country_support",
 ]  # fmt: skip
 OPENINGS = [
-    "Hi there,", "Hello,", "Good morning,", "Hey support team,", "Dear customer service,", "Hi,", "Hello again,",
-    "Urgent:", "Quick question:", "I need help.",
+    "Hi there,",
+    "Hello,",
+    "Good morning,",
+    "Hey support team,",
+    "Dear customer service,",
+    "Hi,",
+    "Hello again,",
+    "Urgent:",
+    "Quick question:",
+    "I need help.",
 ]
 SENTENCES = [
     "I ordered a new card two weeks ago and it still has not arrived at my home address.",
@@ -142,10 +152,13 @@ def child_baseline(path: str, tenant_id: int, task_id: int) -> None:
         batch: list[tuple] = []
 
         def flush() -> None:
-            with connection.transaction(), connection.cursor() as cursor:
-                with cursor.copy(f"COPY training_example ({columns}) FROM STDIN") as copy:
-                    for values in batch:
-                        copy.write_row(values)
+            with (
+                connection.transaction(),
+                connection.cursor() as cursor,
+                cursor.copy(f"COPY training_example ({columns}) FROM STDIN") as copy,
+            ):
+                for values in batch:
+                    copy.write_row(values)
             batch.clear()
 
         for line in source:
@@ -228,7 +241,13 @@ def main() -> None:
 
     def new_task(slug: str):
         return task_services.task_create(
-            tenant=tenant, slug=slug, name=slug, kind="classification", labels=LABELS, frontier_model="gpt-4o", actor="bench"
+            tenant=tenant,
+            slug=slug,
+            name=slug,
+            kind="classification",
+            labels=LABELS,
+            frontier_model="gpt-4o",
+            actor="bench",
         )
 
     def ingest(path: Path, rows: int) -> dict:
@@ -246,7 +265,9 @@ def main() -> None:
     try:
         baseline_task = new_task("baseline")
         baseline = _run_child("--child-baseline", str(full_path), str(tenant.pk), str(baseline_task.pk))
-        print(f"baseline COPY: {args.rows:,} rows in {baseline['seconds']:.1f} s, peak RSS {baseline['peak_rss_mb']:.0f} MB")
+        print(
+            f"baseline COPY: {args.rows:,} rows in {baseline['seconds']:.1f} s, peak RSS {baseline['peak_rss_mb']:.0f} MB"
+        )
         full = ingest(full_path, args.rows)
         print(f"ingest: {args.rows:,} rows in {full['seconds']:.1f} s, peak RSS {full['peak_rss_mb']:.0f} MB")
         head = ingest(head_path, head_rows)
@@ -268,6 +289,8 @@ def main() -> None:
             Example.objects.filter(tenant=tenant).delete()
             tenant.delete()
             owner.delete()
+            if not args.workdir:
+                shutil.rmtree(workdir, ignore_errors=True)  # the generated files and their stored copies
 
 
 if __name__ == "__main__":

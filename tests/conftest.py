@@ -7,13 +7,16 @@ from tests.factories import make_api_key, make_tenant, make_user
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
+    from routing.cache import forget_local
     from tenants.throttling import reset_local_blocks
 
     cache.clear()
     reset_local_blocks()
+    forget_local()  # per-process copies of tables and keys: test databases reuse ids
     yield
     cache.clear()
     reset_local_blocks()
+    forget_local()
 
 
 @pytest.fixture

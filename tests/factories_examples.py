@@ -1,6 +1,5 @@
 """Factories for this area; each tenant-owned model served by the API is registered for the isolation matrix."""
 
-import hashlib
 import itertools
 from decimal import Decimal
 
@@ -53,7 +52,9 @@ def make_upload(tenant: Tenant, *, task: Task | None = None, **fields) -> Exampl
     return ExampleUpload.objects.create(tenant=tenant, task=task, **defaults)
 
 
-def make_example(tenant: Tenant, *, task: Task | None = None, input: str | None = None, output: str = "billing", **fields):
+def make_example(
+    tenant: Tenant, *, task: Task | None = None, input: str | None = None, output: str = "billing", **fields
+):
     task = task or make_task(tenant)
     text = input or f"My card was charged twice, ticket {next(_counter)}"
     defaults = {
@@ -63,10 +64,6 @@ def make_example(tenant: Tenant, *, task: Task | None = None, input: str | None 
     }
     defaults.update(fields)
     return Example.objects.create(tenant=tenant, task=task, input=text, output=output, **defaults)
-
-
-def fake_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 register_factory(Task, make_task)

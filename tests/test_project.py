@@ -157,3 +157,21 @@ def test_every_template_form_posts_with_a_csrf_token():
                 offenders.append(f"{template.relative_to(ROOT)} at character {index}")
             start = index + 5
     assert not offenders, f"POST forms without {{% csrf_token %}}: {offenders}"
+
+
+def test_product_settings_can_be_set_from_the_environment():
+    code = "from django.conf import settings; import django; django.setup(); print(settings.INGEST_BATCH_SIZE, settings.ROUTING_KEY_MEMO_SECONDS)"
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "controlplane.settings.test",
+            "INGEST_BATCH_SIZE": "500",
+            "ROUTING_KEY_MEMO_SECONDS": "0.5",
+        },
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["500", "0.5"]

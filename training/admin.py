@@ -45,7 +45,17 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(ExampleUpload)
 class ExampleUploadAdmin(ReadOnlyAdmin):
-    list_display = ["id", "tenant", "task", "original_name", "status", "rows_read", "accepted", "rejected", "duplicates"]
+    list_display = [
+        "id",
+        "tenant",
+        "task",
+        "original_name",
+        "status",
+        "rows_read",
+        "accepted",
+        "rejected",
+        "duplicates",
+    ]
     list_filter = ["status"]
     search_fields = ["original_name", "task__slug", "tenant__slug"]
     list_select_related = ["tenant", "task"]

@@ -99,9 +99,7 @@ def _assistant_requests(tenant: Tenant, now: datetime, stdout) -> None:
     lines = []
     for row in rows:
         output = {"intent": row["intent"], "slots": {slot["slot"]: slot["value"] for slot in row["slots"]}}
-        lines.append(
-            json.dumps({"input": row["text"], "output": output, "timestamp": _logged_at(row["text"], now)})
-        )
+        lines.append(json.dumps({"input": row["text"], "output": output, "timestamp": _logged_at(row["text"], now)}))
     _load(task, "assistant_requests.jsonl", ("\n".join(lines) + "\n").encode(), None, stdout)
 
 

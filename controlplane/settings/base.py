@@ -4,6 +4,7 @@ The development defaults need no server: SQLite and a Celery broker that keeps i
 both under DATA_DIR. Production overrides them with DATABASE_URL, CELERY_BROKER_URL and CACHE_URL.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -196,6 +197,16 @@ AUTH_FAILURE_WINDOW_SECONDS = env.int("AUTH_FAILURE_WINDOW_SECONDS", default=60)
 AUTH_FAILURE_LIMIT_PER_ADDRESS = env.int("AUTH_FAILURE_LIMIT_PER_ADDRESS", default=30)
 AUTH_FAILURE_LIMIT_PER_PREFIX = env.int("AUTH_FAILURE_LIMIT_PER_PREFIX", default=10)
 NUM_PROXIES = env.int("NUM_PROXIES", default=0)  # trusted reverse proxies in front of the web servers
+
+# Product tuning knobs (INGEST_*, TRAINING_*, ROUTING_*, listed in the README with their defaults): the
+# defaults live beside the code that reads them; any of them can be set from the environment, as JSON
+# literals (numbers, true/false, objects) or plain strings.
+for _name, _raw in os.environ.items():
+    if _name.startswith(("INGEST_", "TRAINING_", "ROUTING_")):
+        try:
+            globals()[_name] = json.loads(_raw)
+        except ValueError:
+            globals()[_name] = _raw
 
 LOGGING = {
     "version": 1,

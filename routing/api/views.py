@@ -1,6 +1,8 @@
 """Routing API: draft rules, published versions (diff, rollback), publishing a model version, the runtime
 table (hot path), decisions for services without the client, outcome reports and per-task statistics."""
 
+import time
+
 import orjson
 from django.http import HttpResponse, HttpResponseNotModified
 from django.views.decorators.csrf import csrf_exempt
@@ -12,12 +14,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.api.errors import error_body
+from controlplane.metrics import ROUTING_LATENCY, ROUTING_REQUESTS
 from routing import selectors, services
 from routing.api import serializers
 from routing.cache import published_table, table_key_context
 from routing.compiler import diff_contents
 from routing.models import RouteRule, RouteTableVersion
 from tenants.scopes import Scope
+from tenants.throttling import blocked_for, client_address, record_failure
 from tenants.viewsets import TenantScopedViewSet
 from training.models import ModelVersion
 
@@ -32,6 +36,10 @@ def _error(status_code: int, code: str, message: str, headers: dict | None = Non
     return HttpResponse(body, status=status_code, content_type="application/json", headers=headers)
 
 
+def _throttled(wait: int) -> HttpResponse:
+    return _error(429, "throttled", "Too many failed authentication attempts; retry later.", {"Retry-After": str(wait)})
+
+
 def _etag_listed(header: str, etag: str) -> bool:
     """If-None-Match with several tags, weak ones or `*` (weak comparison, as RFC 9110 asks for GET)."""
     if header.strip() == "*":
@@ -41,6 +49,15 @@ def _etag_listed(header: str, etag: str) -> bool:
 
 @csrf_exempt  # a key-authenticated GET; other methods get the JSON 405 below, not the CSRF page
 def routing_table(request):
+    """Serve the table, counting the request and its latency for /metrics."""
+    started = time.perf_counter()
+    response = _routing_table(request)
+    ROUTING_LATENCY.labels(endpoint="table").observe(time.perf_counter() - started)
+    ROUTING_REQUESTS.labels(endpoint="table", status=str(response.status_code)).inc()
+    return response
+
+
+def _routing_table(request):
     """The tenant's published routing table: precompiled JSON bytes, a strong ETag, `Cache-Control: private,
     max-age=N`; `If-None-Match` with the current ETag answers 304 without a body. Needs `routing:read`.
 
@@ -67,9 +84,17 @@ def routing_table(request):
             "Malformed Authorization header; expected 'Authorization: Bearer <api key>'.",
             {"WWW-Authenticate": _WWW_AUTHENTICATE},
         )
+    # Failed-authentication throttling as on every API route; the check is a per-process dict lookup.
+    subjects = [f"ip:{client_address(request)}", f"prefix:{parts[1].partition('_')[0][:16]}"]
+    wait = blocked_for(subjects)
+    if wait:
+        return _throttled(wait)
     try:
         context = table_key_context(parts[1])
     except exceptions.AuthenticationFailed as error:
+        wait = record_failure(subjects)
+        if wait:
+            return _throttled(wait)
         return _error(401, error.get_codes(), str(error.detail), {"WWW-Authenticate": _WWW_AUTHENTICATE})
     if _TABLE_SCOPE not in context.scopes:
         held = ", ".join(sorted(context.scopes)) or "none"
@@ -106,6 +131,17 @@ class DecideView(APIView):
 
     @extend_schema(request=serializers.DecideRequestSerializer, responses=serializers.DecisionSerializer)
     def post(self, request):
+        started = time.perf_counter()
+        try:
+            response = self._decide(request)
+        except Exception:
+            ROUTING_REQUESTS.labels(endpoint="decide", status="error").inc()
+            raise
+        ROUTING_LATENCY.labels(endpoint="decide").observe(time.perf_counter() - started)
+        ROUTING_REQUESTS.labels(endpoint="decide", status=str(response.status_code)).inc()
+        return response
+
+    def _decide(self, request):
         payload = serializers.DecideRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data

@@ -264,3 +264,18 @@ def test_a_key_never_reads_another_tenants_table_or_etag(tenant, reader_key, dja
     etag_a = get_table(make_api_key(fresh_a, scopes=["routing:read"])[1])["ETag"]
     etag_b = get_table(make_api_key(fresh_b, scopes=["routing:read"])[1])["ETag"]
     assert etag_a != etag_b
+
+
+@pytest.mark.django_db
+def test_table_endpoint_throttles_failed_keys_and_counts_requests(client, settings):
+    from controlplane.metrics import ROUTING_REQUESTS
+
+    settings.AUTH_FAILURE_LIMIT_PER_ADDRESS = 3
+    statuses = [
+        client.get("/api/v1/routing/table", HTTP_AUTHORIZATION=f"Bearer cpnope{i}_guess").status_code for i in range(5)
+    ]
+    assert statuses == [401, 401, 401, 429, 429]
+    response = client.get("/api/v1/routing/table", HTTP_AUTHORIZATION="Bearer cpnope_again")
+    assert response.status_code == 429 and int(response["Retry-After"]) >= 1
+    assert response.json()["error"]["code"] == "throttled"
+    assert ROUTING_REQUESTS.labels(endpoint="table", status="429")._value.get() >= 3

@@ -32,7 +32,11 @@ def test_dataset_statistics(tenant, admin_client, settings):
     task = make_task(tenant)
     now = timezone.now()
     rows = [
-        {"input": "x" * (10 + i), "output": "billing" if i % 3 else "refund", "timestamp": iso(now - timedelta(days=i % 2))}
+        {
+            "input": "x" * (10 + i),
+            "output": "billing" if i % 3 else "refund",
+            "timestamp": iso(now - timedelta(days=i % 2)),
+        }
         for i in range(90)
     ]
     send(admin_client, task, rows)
@@ -80,7 +84,11 @@ def test_spend_per_week_from_usage_and_estimated_from_lengths(tenant, admin_clie
             for i in range(100)
         ],
     )
-    send(admin_client, task, [{"input": f"{i:03d}" + "y" * 397, "output": "refund", "timestamp": iso(now)} for i in range(40)])
+    send(
+        admin_client,
+        task,
+        [{"input": f"{i:03d}" + "y" * 397, "output": "refund", "timestamp": iso(now)} for i in range(40)],
+    )
     body = admin_client.get("/api/v1/spend?weeks=4").json()
     assert [week["week"] for week in body["weeks"]][-1] == "{}-W{:02d}".format(*now.isocalendar()[:2])
     (tickets,) = body["tasks"]
@@ -99,19 +107,37 @@ def test_spend_per_week_from_usage_and_estimated_from_lengths(tenant, admin_clie
 def test_ranking_and_specialisation_score(tenant, admin_client, settings):
     settings.TRAINING_RECOMMENDED_EXAMPLES = 100
     now = timezone.now()
-    stable, drifting, idle = make_task(tenant, slug="stable"), make_task(tenant, slug="drifting"), make_task(tenant, slug="idle")
+    stable, drifting, idle = (
+        make_task(tenant, slug="stable"),
+        make_task(tenant, slug="drifting"),
+        make_task(tenant, slug="idle"),
+    )
     for weeks_ago in (2, 1):
         at = iso(now - timedelta(days=7 * weeks_ago))
         send(
             admin_client,
             stable,
-            [{"input": f"w{weeks_ago} question {i:04d}", "output": ["billing", "refund"][i % 2], "timestamp": at} for i in range(300)],
+            [
+                {"input": f"w{weeks_ago} question {i:04d}", "output": ["billing", "refund"][i % 2], "timestamp": at}
+                for i in range(300)
+            ],
         )
-    send(admin_client, drifting, [{"input": f"short {i}", "output": "billing", "timestamp": iso(now - timedelta(days=14))} for i in range(100)])
     send(
         admin_client,
         drifting,
-        [{"input": f"a much longer message this week {i} " * 5, "output": "lost_card", "timestamp": iso(now - timedelta(days=7))} for i in range(100)],
+        [{"input": f"short {i}", "output": "billing", "timestamp": iso(now - timedelta(days=14))} for i in range(100)],
+    )
+    send(
+        admin_client,
+        drifting,
+        [
+            {
+                "input": f"a much longer message this week {i} " * 5,
+                "output": "lost_card",
+                "timestamp": iso(now - timedelta(days=7)),
+            }
+            for i in range(100)
+        ],
     )
     body = admin_client.get("/api/v1/spend").json()
     ranking = {row["task"]: row for row in body["ranking"]}
@@ -126,7 +152,9 @@ def test_ranking_and_specialisation_score(tenant, admin_client, settings):
     assert ranking["stable"]["score"] > ranking["drifting"]["score"] > ranking["idle"]["score"]
     for row in body["ranking"]:
         c = row["components"]
-        assert row["score"] == pytest.approx(round(100 * (0.4 * c["volume"] + 0.3 * c["stability"] + 0.3 * c["examples"]), 1), abs=0.11)
+        assert row["score"] == pytest.approx(
+            round(100 * (0.4 * c["volume"] + 0.3 * c["stability"] + 0.3 * c["examples"]), 1), abs=0.11
+        )
     assert body["specialise_first"] == "stable"
     assert "score = 100 x" in body["score_formula"]
     assert idle.slug in ranking

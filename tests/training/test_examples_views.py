@@ -120,13 +120,27 @@ def test_csv_column_mapping_from_the_form(web, tenant):
 def test_task_form_shows_the_services_errors(web):
     response = web.post(
         "/tasks/new/",
-        {"name": "X", "kind": "classification", "labels": "", "frontier_model": "gpt-4o", "target_agreement": "0.95", "eval_share": "0.1"},
+        {
+            "name": "X",
+            "kind": "classification",
+            "labels": "",
+            "frontier_model": "gpt-4o",
+            "target_agreement": "0.95",
+            "eval_share": "0.1",
+        },
     )
     assert response.status_code == 200
     assert "non-empty list of labels" in response.content.decode()
     response = web.post(
         "/tasks/new/",
-        {"name": "X", "kind": "extraction", "output_schema": "{oops", "frontier_model": "gpt-4o", "target_agreement": "0.95", "eval_share": "0.1"},
+        {
+            "name": "X",
+            "kind": "extraction",
+            "output_schema": "{oops",
+            "frontier_model": "gpt-4o",
+            "target_agreement": "0.95",
+            "eval_share": "0.1",
+        },
     )
     assert "Not valid JSON" in response.content.decode()
     assert not Task.objects.exists()
@@ -155,7 +169,14 @@ def test_edit_and_delete_a_task(web, tenant):
     assert "billing\nlost_card" in page
     response = web.post(
         "/tasks/tickets/edit/",
-        {"name": "Renamed", "kind": "classification", "labels": "billing\nrefund", "frontier_model": "gpt-4o-mini", "target_agreement": "0.9", "eval_share": "0.1"},
+        {
+            "name": "Renamed",
+            "kind": "classification",
+            "labels": "billing\nrefund",
+            "frontier_model": "gpt-4o-mini",
+            "target_agreement": "0.9",
+            "eval_share": "0.1",
+        },
     )
     assert response.status_code == 302
     task = Task.objects.get(slug="tickets")
@@ -191,14 +212,18 @@ def test_dashboard_shows_spend_per_task_as_a_chart_and_the_ranking(web, tenant):
     make_task(tenant, slug="quiet")
     page = web.get("/dashboard/").content.decode()
     chart = chart_spec(page, "spend-chart")
-    assert chart["labels"] == ["tickets", "quiet"] and chart["values"][0] == pytest.approx(10 * (1000 * 2.5 + 10 * 10) / 1e6)
+    assert chart["labels"] == ["tickets", "quiet"] and chart["values"][0] == pytest.approx(
+        10 * (1000 * 2.5 + 10 * 10) / 1e6
+    )
     assert chart_spec(page, "weekly-chart")["type"] == "line"
     assert '<tr data-task="tickets">' in page and 'id="specialise-first">tickets<' in page
 
 
 def test_upload_page_actions_resume_and_reprocess(web, tenant):
     task = make_task(tenant, slug="tickets")
-    response = web.post("/tasks/tickets/upload/", {"file": SimpleUploadedFile("a.jsonl", jsonl([{"input": "a", "output": "refund"}]))})
+    response = web.post(
+        "/tasks/tickets/upload/", {"file": SimpleUploadedFile("a.jsonl", jsonl([{"input": "a", "output": "refund"}]))}
+    )
     upload = ExampleUpload.objects.get(task=task)
     upload_process(upload_id=upload.pk)
     ExampleUpload.objects.filter(pk=upload.pk).update(status=UploadStatus.FAILED)

@@ -34,7 +34,11 @@ def test_a_worker_process_ingests_uploaded_files(transactional_db, settings, tmp
 
     with celery_worker(queues=[Queue.INGEST.value], extra_env={"MEDIA_ROOT": str(media)}) as worker:
         response = post_upload(
-            client, task, "train.csv", BANKING_SLICE.read_bytes(), column_mapping='{"input": "text", "output": "category"}'
+            client,
+            task,
+            "train.csv",
+            BANKING_SLICE.read_bytes(),
+            column_mapping='{"input": "text", "output": "category"}',
         )
         assert response.status_code == 202, response.content
         first = wait_for(lambda: finished(response.json()["id"]), timeout=90, message="the first upload to finish")

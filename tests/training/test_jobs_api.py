@@ -1,6 +1,10 @@
 """The training-jobs API: starting a job (validation, defaults, refusals), reading its progress and events,
 cancelling it, scopes and tenant isolation, and the base-model catalogue."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 from django.utils import timezone
 
@@ -196,6 +200,7 @@ def test_a_job_shows_progress_loss_curve_metrics_and_model_version(admin_client,
     }
     assert body["loss_curve"] == [[1, 2.5], [30, 0.9]]
     assert body["model_version"] is None and body["metrics"] == {}
+    assert "worker" not in body  # worker host names are the operators' business, not the tenant's
 
 
 def test_jobs_list_filters_by_task_and_state(admin_client, tenant, task):
@@ -263,3 +268,20 @@ def test_base_models_catalogue_is_shared(admin_client, minilm, settings):
     kinds = admin_client.get("/api/v1/base-models?task_kind=extraction").json()
     names = [row["name"] for row in kinds]
     assert "gpu-hub-test" in names and "minilm-l6" not in names
+
+
+def test_serving_the_training_pages_and_api_does_not_import_torch():
+    """The web process loads the URLconf, the job services and the Celery task module without torch: it
+    costs seconds and ~250 MB per web worker, and only the training worker and "try it" need it."""
+    script = (
+        "import sys, django; django.setup()\n"
+        "from django.urls import resolve\n"
+        "for path in ('/api/v1/training-jobs/', '/api/v1/model-versions/1', '/training/', '/tasks/x/train/'):\n"
+        "    resolve(path)\n"
+        "import training.tasks, training.services.jobs, training.services.model_versions, training.views.jobs\n"
+        "print('torch' in sys.modules)\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "controlplane.settings.test"}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"

@@ -117,7 +117,7 @@ def test_a_job_trains_evaluates_calibrates_and_makes_a_model_version(
     assert f"Calibrated threshold: {version.threshold}" in (artifact / "README.md").read_text()
 
     messages = [message for _, message in _events(job)]
-    assert messages[0].startswith("Started on test:1 (attempt 1 of 2)")
+    assert messages[0] == "Started (attempt 1 of 2)."
     assert any("evaluating on 12 held-out examples" in m for m in messages)
     assert messages[-1].startswith("Succeeded: tickets-v2. accuracy")
 

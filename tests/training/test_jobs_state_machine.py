@@ -75,7 +75,7 @@ def test_a_redelivered_job_whose_worker_died_is_failed_after_its_last_attempt(te
     assert services.training_job_run(job_id=job.pk, worker="w2:1") == "failed: worker vanished"
     job.refresh_from_db()
     assert job.state == JobState.FAILED
-    assert "w1:1 running this job stopped sending heartbeats" in job.error and "after 2 attempt(s)" in job.error
+    assert "The worker running this job stopped sending heartbeats" in job.error and "after 2 attempt(s)" in job.error
     assert job.finished_at is not None
 
 
@@ -261,7 +261,7 @@ def test_the_reaper_requeues_a_silent_job_once_then_fails_it(tenant, settings, d
     TrainingJob.objects.filter(pk=job.pk).update(heartbeat_at=_stale(300))
     assert services.training_jobs_reap() == {"requeued": [], "failed": [job.pk], "sent": []}
     job.refresh_from_db()
-    assert job.state == JobState.FAILED and "w2:1 running this job stopped sending heartbeats" in job.error
+    assert job.state == JobState.FAILED and "The worker running this job stopped sending heartbeats" in job.error
 
 
 def test_the_reaper_leaves_live_and_finished_jobs_alone(tenant, settings):

@@ -69,6 +69,7 @@ def test_the_start_form_shows_readiness_defaults_and_an_estimate(browser, task, 
         "text": "under a minute",
     }
     assert 'value="0.95"' in page  # the task's target agreement
+    assert 'placeholder="15"' in page and 'placeholder="0.001"' in page  # defaults, without JavaScript
 
 
 def test_the_estimate_uses_measured_throughput_once_a_job_has_run(browser, task, tenant):
@@ -140,12 +141,12 @@ def test_the_job_page_has_progress_loss_chart_events_and_cancel(browser, tenant,
         tenant, task=task, state=JobState.RUNNING, worker="w:1", attempts=1, step=5, total_steps=20,
         eta_seconds=12.0, loss_curve=[[1, 2.0], [5, 1.5]],
     )  # fmt: skip
-    services.training_event_record(job, "Started on w:1 (attempt 1 of 2).")
+    services.training_event_record(job, "Started (attempt 1 of 2).")
     page = browser.get(f"/training/jobs/{job.pk}/").content.decode()
     assert 'style="width: 25.0%"' in page and 'data-finished="false"' in page
     assert f'data-job-url="/api/v1/training-jobs/{job.pk}"' in page and "js/jobs.js" in page
     assert _chart(page, "job-loss-chart")["series"][0]["points"] == [[1, 2.0], [5, 1.5]]
-    assert "Started on w:1 (attempt 1 of 2)." in page
+    assert "Started (attempt 1 of 2)." in page
     assert f'action="/training/jobs/{job.pk}/cancel/"' in page
 
     response = browser.post(f"/training/jobs/{job.pk}/cancel/", follow=True)

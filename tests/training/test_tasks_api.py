@@ -16,7 +16,12 @@ SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}}, "require
 
 
 def create(client, **fields):
-    body = {"name": "Support tickets", "kind": "classification", "labels": ["billing", "refund"], "frontier_model": "gpt-4o"}
+    body = {
+        "name": "Support tickets",
+        "kind": "classification",
+        "labels": ["billing", "refund"],
+        "frontier_model": "gpt-4o",
+    }
     body.update(fields)
     return client.post("/api/v1/tasks/", body, format="json")
 
@@ -59,7 +64,9 @@ def test_each_kind_checks_what_it_needs(tenant, admin_client):
     message = error_of(create(admin_client, kind="extraction", labels=[], output_schema={"type": "objekt"}))
     assert "Not a valid JSON Schema" in message
     assert "JSON Schema" in error_of(create(admin_client, kind="extraction", labels=[]))
-    assert '"type": "object"' in error_of(create(admin_client, kind="extraction", labels=[], output_schema={"type": "string"}))
+    assert '"type": "object"' in error_of(
+        create(admin_client, kind="extraction", labels=[], output_schema={"type": "string"})
+    )
     assert "source and a target language" in error_of(create(admin_client, kind="translation", labels=[]))
     message = error_of(create(admin_client, kind="translation", labels=[], source_language="en", target_language="EN"))
     assert "differ" in message
@@ -105,7 +112,9 @@ def test_retrieve_update_and_delete_by_slug(tenant, admin_client):
     assert Decimal(response.json()["price_input_per_million"]) == Decimal("0.15")  # the new model's prices
     assert "cannot change" in error_of(admin_client.patch("/api/v1/tasks/tickets", {"slug": "other"}, format="json"))
     response = admin_client.put(
-        "/api/v1/tasks/tickets", {"name": "Renamed", "kind": "classification", "frontier_model": "gpt-4o"}, format="json"
+        "/api/v1/tasks/tickets",
+        {"name": "Renamed", "kind": "classification", "frontier_model": "gpt-4o"},
+        format="json",
     )
     assert response.status_code == 200 and response.json()["name"] == "Renamed"
     assert admin_client.delete("/api/v1/tasks/tickets").status_code == 204

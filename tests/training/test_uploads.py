@@ -104,7 +104,9 @@ def test_duplicates_across_uploads_and_api_batches_are_counted_not_stored(tenant
     batch = admin_client.post(f"/api/v1/tasks/{task.slug}/examples", support_rows(100), format="json").json()
     assert batch["accepted"] == 100
     # The file repeats the 100 rows (re-wrapped and re-cased whitespace must not matter) and adds 50.
-    rows = [{"input": "  " + row["input"].replace(" ", "\n ") + " ", "output": row["output"]} for row in support_rows(100)]
+    rows = [
+        {"input": "  " + row["input"].replace(" ", "\n ") + " ", "output": row["output"]} for row in support_rows(100)
+    ]
     upload = upload_and_process(admin_client, task, "more.jsonl", jsonl(rows + support_rows(50, start=100)))
     assert (upload.accepted, upload.duplicates) == (50, 100)
     batch = admin_client.post(f"/api/v1/tasks/{task.slug}/examples", support_rows(160), format="json").json()
@@ -127,7 +129,9 @@ def test_split_is_decided_by_the_input_whatever_the_order_or_the_file(tenant, ad
     upload_and_process(admin_client, task, "forward.jsonl", jsonl(rows))
     other = make_task(tenant, eval_share=0.3)
     # Reversed order, and each input once with another label: a different pair, the same split.
-    relabelled = [{"input": row["input"], "output": "refund" if row["output"] != "refund" else "billing"} for row in rows]
+    relabelled = [
+        {"input": row["input"], "output": "refund" if row["output"] != "refund" else "billing"} for row in rows
+    ]
     upload_and_process(admin_client, other, "backward.jsonl", jsonl(list(reversed(rows))))
     upload_and_process(admin_client, other, "relabelled.jsonl", jsonl(relabelled))
     first = dict(Example.objects.filter(task=task).values_list("input", "split"))
@@ -148,7 +152,7 @@ def test_split_is_decided_by_the_input_whatever_the_order_or_the_file(tenant, ad
 def test_error_report_csv_is_complete_and_spreadsheet_safe(tenant, admin_client):
     task = make_task(tenant)
     rows = [
-        {"input": "=HYPERLINK(\"http://evil\")", "output": "=cmd|' /C calc'!A0"},
+        {"input": '=HYPERLINK("http://evil")', "output": "=cmd|' /C calc'!A0"},
         {"input": "ok", "output": "+SUM(A1)"},
         {"input": "ok", "output": "-2"},
         {"input": "ok", "output": "@x"},
@@ -204,7 +208,11 @@ def test_csv_without_mapping_or_with_a_wrong_mapping_is_refused_with_the_columns
     assert upload.status == UploadStatus.FAILED
     assert "'text', 'category'" in upload.message and "column mapping" in upload.message
     upload = upload_and_process(
-        admin_client, task, "train.csv", BANKING_SLICE.read_bytes(), column_mapping='{"input": "question", "output": "category"}'
+        admin_client,
+        task,
+        "train.csv",
+        BANKING_SLICE.read_bytes(),
+        column_mapping='{"input": "question", "output": "category"}',
     )
     assert upload.status == UploadStatus.FAILED and "'question'" in upload.message
     assert upload.rows_read == 0 and not Example.objects.filter(task=task).exists()
@@ -428,7 +436,9 @@ ROW = st.one_of(
 
 
 @hypothesis_settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(first=st.lists(ROW, min_size=1, max_size=60), second=st.lists(ROW, min_size=1, max_size=60), batch=st.integers(1, 9))
+@given(
+    first=st.lists(ROW, min_size=1, max_size=60), second=st.lists(ROW, min_size=1, max_size=60), batch=st.integers(1, 9)
+)
 def test_counts_always_add_up_and_match_what_is_stored(tenant, admin_client, settings, first, second, batch):
     settings.INGEST_BATCH_SIZE = batch
     task = make_task(tenant)

@@ -49,7 +49,12 @@ def test_openai_chat_messages_last_assistant_message_is_the_output(tenant, admin
     task = make_task(tenant)
     content = jsonl(
         [
-            {"messages": [{"role": "user", "content": "I lost my card"}, {"role": "assistant", "content": "lost_card"}]},
+            {
+                "messages": [
+                    {"role": "user", "content": "I lost my card"},
+                    {"role": "assistant", "content": "lost_card"},
+                ]
+            },
             {
                 "messages": [
                     {"role": "system", "content": "Classify the ticket."},
@@ -95,10 +100,10 @@ def test_logged_request_response_pairs_with_usage_model_timestamp_metadata(tenan
 def test_csv_with_a_column_mapping_and_optional_columns(tenant, admin_client):
     task = make_task(tenant)
     content = (
-        "ticket,label,when,llm,tin,tout,queue\r\n"
-        'Where is my card?,card_delivery,2025-01-02T03:04:05,gpt-4o,7,2,emea\r\n'
-        '"Charged twice, please ""fix""",BILLING ,1735787045,gpt-4o,9,1,us\r\n'
-    ).encode()
+        b"ticket,label,when,llm,tin,tout,queue\r\n"
+        b"Where is my card?,card_delivery,2025-01-02T03:04:05,gpt-4o,7,2,emea\r\n"
+        b'"Charged twice, please ""fix""",BILLING ,1735787045,gpt-4o,9,1,us\r\n'
+    )
     mapping = json.dumps(
         {
             "input": "ticket",
@@ -160,7 +165,9 @@ def test_extraction_output_must_be_json_valid_for_the_schema(tenant, admin_clien
 def test_translation_and_generation_need_non_empty_outputs(tenant, admin_client):
     for kind in ("translation", "generation"):
         task = make_task(tenant, kind=kind)
-        content = jsonl([{"input": "Hello", "output": "Hallo"}, {"input": "Bye", "output": "   "}, {"input": "", "output": "x"}])
+        content = jsonl(
+            [{"input": "Hello", "output": "Hallo"}, {"input": "Bye", "output": "   "}, {"input": "", "output": "x"}]
+        )
         upload = upload_and_process(admin_client, task, "t.jsonl", content)
         assert (upload.accepted, upload.rejected) == (1, 2), kind
         errors = errors_by_line(upload)
@@ -210,14 +217,7 @@ def test_bad_bytes_are_row_errors_with_their_line_never_a_crash(tenant, admin_cl
 
 def test_csv_bad_rows(tenant, admin_client):
     task = make_task(tenant)
-    content = (
-        b"text,category\n"
-        b"ok one,refund\n"
-        b"caf\xe9,refund\n"
-        b"too,many,columns\n"
-        b"ok two,billing\n"
-        b'"unterminated,refund\n'
-    )
+    content = b'text,category\nok one,refund\ncaf\xe9,refund\ntoo,many,columns\nok two,billing\n"unterminated,refund\n'
     upload = upload_and_process(
         admin_client, task, "bad.csv", content, column_mapping='{"input": "text", "output": "category"}'
     )

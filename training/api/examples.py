@@ -151,7 +151,9 @@ def list_examples(view, request, task) -> Response:
     if split and split not in Split.values:
         raise exceptions.ValidationError({"split": f"Unknown split {split!r}; use {' or '.join(Split.values)}."})
     if source and source not in ExampleSource.values:
-        raise exceptions.ValidationError({"source": f"Unknown source {source!r}; use {', '.join(ExampleSource.values)}."})
+        raise exceptions.ValidationError(
+            {"source": f"Unknown source {source!r}; use {', '.join(ExampleSource.values)}."}
+        )
     upload = params.get("upload", "")
     if upload and not upload.isdigit():
         raise exceptions.ValidationError({"upload": "Give an upload id (a number)."})
@@ -274,6 +276,8 @@ class SpendView(APIView):
     def get(self, request):
         weeks = request.query_params.get("weeks", str(spend_selectors.DEFAULT_WEEKS))
         if not weeks.isdigit() or not 1 <= int(weeks) <= spend_selectors.MAX_WEEKS:
-            raise exceptions.ValidationError({"weeks": f"Give a number of weeks from 1 to {spend_selectors.MAX_WEEKS}."})
+            raise exceptions.ValidationError(
+                {"weeks": f"Give a number of weeks from 1 to {spend_selectors.MAX_WEEKS}."}
+            )
         # The tenant comes from the caller's key or session, never from the request.
         return Response(spend_selectors.spend_by_task(request.auth.tenant_id, weeks=int(weeks)))

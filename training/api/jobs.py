@@ -48,7 +48,6 @@ class TrainingJobSerializer(serializers.ModelSerializer):
             "metrics",
             "error",
             "attempts",
-            "worker",
             "heartbeat_at",
             "created_at",
             "started_at",
@@ -194,6 +193,7 @@ class BaseModelSerializer(serializers.ModelSerializer):
 # --- views -----------------------------------------------------------------------------------------
 
 
+@extend_schema(parameters=[OpenApiParameter("task_slug", str, OpenApiParameter.PATH, description="The task's slug.")])
 class TaskTrainingJobViewSet(mixins.ListModelMixin, TenantScopedViewSet):
     """`/tasks/{task_slug}/training-jobs`: start a fine-tuning job for the task (202), or list its jobs."""
 

@@ -107,7 +107,9 @@ class TaskViewSet(
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
-        methods=["GET"], parameters=example_api.EXAMPLE_LIST_PARAMETERS, responses=example_api.ExampleSerializer(many=True)
+        methods=["GET"],
+        parameters=example_api.EXAMPLE_LIST_PARAMETERS,
+        responses=example_api.ExampleSerializer(many=True),
     )
     @extend_schema(
         methods=["POST"], request=example_api.ExampleBatchSerializer, responses=example_api.BatchResultSerializer

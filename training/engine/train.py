@@ -57,6 +57,8 @@ class TrainingResult:
     examples_per_second: float
     steps: int = 0
     total_steps: int = 0
+    train_cpu_seconds: float = 0.0
+    examples_seen: int = 0
     hyperparameters: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,6 +203,7 @@ def train(
     examples_seen = 0
     cancelled = False
     loop_started = time.perf_counter()
+    loop_cpu_started = time.process_time()
     while step < total_steps and not cancelled:
         order = torch.randperm(len(rows), generator=shuffler).tolist()
         batches = [order[i : i + hp.batch_size] for i in range(0, len(order), hp.batch_size)]
@@ -247,6 +250,7 @@ def train(
                     )
                 )
     train_seconds = time.perf_counter() - loop_started
+    train_cpu_seconds = time.process_time() - loop_cpu_started
     examples_per_second = examples_seen / train_seconds if train_seconds else 0.0
 
     result = TrainingResult(
@@ -261,6 +265,8 @@ def train(
         examples_per_second=examples_per_second,
         steps=step,
         total_steps=total_steps,
+        train_cpu_seconds=train_cpu_seconds,
+        examples_seen=examples_seen,
         hyperparameters=hp.to_dict(),
     )
     if cancelled:

@@ -170,7 +170,12 @@ def label_distribution(task: Task) -> list[dict[str, Any]] | None:
     for label in task.labels:
         found = counts.pop(label, {})
         rows.append(
-            {"label": label, "total": found.get("total", 0), "train": found.get("train", 0), "eval": found.get("eval", 0)}
+            {
+                "label": label,
+                "total": found.get("total", 0),
+                "train": found.get("train", 0),
+                "eval": found.get("eval", 0),
+            }
         )
     # Outputs no longer in the label set (labels removed in the admin) are still shown, not hidden.
     for output, found in counts.items():
@@ -203,7 +208,9 @@ def dataset_statistics(task: Task) -> dict[str, Any]:
         splits[row["split"]] = splits.get(row["split"], 0) + row["count"]
         sources[row["source"]] = sources.get(row["source"], 0) + row["count"]
     total = sum(splits.values())
-    usage = examples.aggregate(with_usage=Count("id", filter=Q(input_tokens__isnull=False, output_tokens__isnull=False)))
+    usage = examples.aggregate(
+        with_usage=Count("id", filter=Q(input_tokens__isnull=False, output_tokens__isnull=False))
+    )
     needed = recommended_examples()
     train = splits.get(Split.TRAIN, 0)
     return {

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
 from tenants.models import Tenant
-from training.engine.spec import Hyperparameters, architecture_for_task, default_hyperparameters
 from training.models import (
     BaseModel,
     Example,
@@ -23,6 +22,13 @@ from training.models import (
     TrainingEvent,
     TrainingJob,
 )
+
+if TYPE_CHECKING:
+    from training.engine.spec import Hyperparameters
+
+# The engine is imported inside the functions that need it: `import training.engine.<anything>` runs the
+# package's __init__, which imports torch, and the web process must not pay that (seconds, ~250 MB) to
+# serve a page or an API route that never trains or predicts.
 
 # Jobs that hold one of the tenant's concurrent-run slots.
 ACTIVE_JOB_STATES = (JobState.RUNNING, JobState.EVALUATING)
@@ -161,11 +167,15 @@ def base_model_available(base_model: BaseModel) -> bool:
 
 def base_model_trains_task_kind(base_model: BaseModel, task_kind: str) -> bool:
     """The engine trains classification as an encoder with a head, every other kind as causal-LM SFT."""
+    from training.engine.spec import architecture_for_task
+
     return base_model.architecture == architecture_for_task(task_kind)
 
 
 def base_model_default_hyperparameters(base_model: BaseModel) -> Hyperparameters:
     """The engine's per-architecture defaults, with the base model's max length and catalogue overrides."""
+    from training.engine.spec import Hyperparameters, default_hyperparameters
+
     defaults = default_hyperparameters(base_model.architecture)
     if base_model.max_length:
         defaults.max_length = int(base_model.max_length)

@@ -209,7 +209,9 @@ def spend_by_task(tenant: Tenant | int, *, weeks: int = DEFAULT_WEEKS, now: date
     first = max(candidates, key=lambda row: (row["score"], row["spend"]), default=None)
     return {
         "currency": "USD",
-        "weeks": [{"week": label, "start": start.date().isoformat()} for start, label in zip(starts, week_labels, strict=True)],
+        "weeks": [
+            {"week": label, "start": start.date().isoformat()} for start, label in zip(starts, week_labels, strict=True)
+        ],
         "tasks": result_tasks,
         "ranking": ranking,
         "total_spend": _round_money(sum(task["total_spend"] for task in result_tasks)),

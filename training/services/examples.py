@@ -31,6 +31,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from controlplane import metrics
+from controlplane.logging_context import set_log_tenant
 from tenants.services import audit_record
 from training.ingest import IngestCounter, IngestLimits, RowError, TaskRules, UploadRefused, ValidRow, ingest_stream
 from training.ingest.formats import MAPPABLE_FIELDS
@@ -142,16 +144,14 @@ class BatchResult:
 
 
 @transaction.atomic
-def examples_ingest_batch(
-    *, task: Task, rows: Any, actor: str, source: str = ExampleSource.API
-) -> BatchResult:
+def examples_ingest_batch(*, task: Task, rows: Any, actor: str, source: str = ExampleSource.API) -> BatchResult:
     """Validate and store a JSON batch (the JSONL row shapes); all of it commits or none.
 
     Errors carry `row`, the 0-based index in `rows`.
     """
     max_rows = int(ingest_setting("INGEST_API_MAX_ROWS"))
     if not isinstance(rows, list):
-        raise ValidationError({"examples": "Send a JSON array of rows, or {\"examples\": [...]}."})
+        raise ValidationError({"examples": 'Send a JSON array of rows, or {"examples": [...]}.'})
     if not rows:
         raise ValidationError({"examples": f"The batch is empty; send between 1 and {max_rows:,} rows."})
     if len(rows) > max_rows:
@@ -457,11 +457,20 @@ class _UploadRun:
             ExampleUpload.objects.filter(pk=self.upload_id).update(**changes)
 
     def finish(self, status: str, message: str) -> None:
+        now = timezone.now()
         with transaction.atomic():
             self._locked()
             ExampleUpload.objects.filter(pk=self.upload_id).update(
-                status=status, message=message, finished_at=timezone.now(), heartbeat_at=timezone.now()
+                status=status, message=message, finished_at=now, heartbeat_at=now
             )
+            final = ExampleUpload.objects.filter(pk=self.upload_id).values(
+                "started_at", "accepted", "rejected", "duplicates"
+            )[0]
+        metrics.UPLOADS.labels(status=status).inc()
+        if final["started_at"]:
+            metrics.UPLOAD_DURATION.labels(status=status).observe((now - final["started_at"]).total_seconds())
+        for outcome in ("accepted", "rejected", "duplicates"):
+            metrics.UPLOAD_ROWS.labels(outcome=outcome).inc(final[outcome])
 
 
 def _error_dict(error: RowError) -> dict:
@@ -491,6 +500,8 @@ def upload_process(*, upload_id: int) -> ProcessOutcome:
         return outcome
     run = _UploadRun(upload)
     task = upload.task
+    set_log_tenant(upload.tenant_id)
+    logger.info("upload %s: processing from line %s", upload_id, upload.last_line + 1)
     try:
         rules = task_rules(task)
         with upload.file.open("rb") as stream:

@@ -59,9 +59,7 @@ def existing_hashes(*, task_id: int, hashes: list[str]) -> set[str]:
                 [task_id, list(hashes)],
             )
             return {row[0] for row in cursor.fetchall()}
-    return set(
-        Example.objects.filter(task_id=task_id, content_hash__in=hashes).values_list("content_hash", flat=True)
-    )
+    return set(Example.objects.filter(task_id=task_id, content_hash__in=hashes).values_list("content_hash", flat=True))
 
 
 def examples_insert(*, target: BatchTarget, rows: list[ValidRow], now: datetime) -> int:

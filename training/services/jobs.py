@@ -25,7 +25,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -36,9 +36,6 @@ from django.utils import timezone
 
 from tenants.models import Tenant
 from tenants.services import audit_record
-from training.engine.calibrate import Calibration, calibrate_threshold, projected_monthly_saving
-from training.engine.spec import KNOWN_BASE_MODELS, Hyperparameters, TrainingSpec
-from training.engine.spec import BaseModel as EngineBaseModel
 from training.models import (
     TERMINAL_JOB_STATES,
     BaseModel,
@@ -60,6 +57,14 @@ from training.selectors.jobs import (
     tenant_running_job_count,
     training_setting,
 )
+
+if TYPE_CHECKING:
+    from training.engine.calibrate import Calibration
+    from training.engine.spec import BaseModel as EngineBaseModel
+    from training.engine.spec import Hyperparameters
+
+# The engine is imported inside functions: importing any of its modules imports torch (see
+# training.selectors.jobs), which only the worker that trains (and a "try it" request) should load.
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +161,8 @@ def _base_model_for(task: Task, name: str | None) -> BaseModel:
 
 def training_hyperparameters_resolve(*, base_model: BaseModel, overrides: dict[str, Any] | None) -> Hyperparameters:
     """The base model's defaults with `overrides` on top; every key and value is checked, all errors at once."""
+    from training.engine.spec import Hyperparameters
+
     defaults = base_model_default_hyperparameters(base_model)
     if overrides is not None and not isinstance(overrides, dict):
         raise ValidationError({"hyperparameters": 'Send an object such as {"epochs": 3, "learning_rate": 0.0002}.'})
@@ -296,9 +303,11 @@ def _heartbeat_is_fresh(job: TrainingJob, now=None) -> bool:
 
 
 def _fail_vanished(job: TrainingJob) -> None:
+    # Worker names (host:pid) go to the operators' log, not into tenant-visible messages.
+    logger.warning("training job %s: worker %s went silent after %s attempt(s)", job.pk, job.worker, job.attempts)
     last = job.heartbeat_at.isoformat(timespec="seconds") if job.heartbeat_at else "never"
     reason = (
-        f"The worker {job.worker or '(unknown)'} running this job stopped sending heartbeats (last: {last}), "
+        f"The worker running this job stopped sending heartbeats (last: {last}), "
         f"after {job.attempts} attempt(s); the job is not retried again. Common causes: the worker ran out of "
         "memory, was killed by the time limit, or its machine went away."
     )
@@ -329,8 +338,7 @@ def _claim(job_id: int, worker: str) -> tuple[TrainingJob | None, str]:
             else:
                 training_event_record(
                     job,
-                    f"The previous run on {job.worker or 'an unknown worker'} stopped sending heartbeats; "
-                    "running the job again.",
+                    "The previous run's worker stopped sending heartbeats; running the job again.",
                     level="warning",
                 )
                 job_transition(job, JobState.QUEUED, worker="")
@@ -368,9 +376,10 @@ def _claim(job_id: int, worker: str) -> tuple[TrainingJob | None, str]:
                     loss_curve=[],
                     error="",
                 )
+                logger.info("training job %s: started on %s (attempt %s)", job.pk, worker, job.attempts)
                 training_event_record(
                     job,
-                    f"Started on {worker} (attempt {job.attempts} of {training_setting('TRAINING_MAX_ATTEMPTS')}).",
+                    f"Started (attempt {job.attempts} of {training_setting('TRAINING_MAX_ATTEMPTS')}).",
                 )
                 return job, "claimed"
     if released:
@@ -481,6 +490,9 @@ class _RunMonitor:
 
 def engine_base_model(base_model: BaseModel) -> EngineBaseModel:
     """The catalogue row as the engine's BaseModel; `hub_id` names the upstream model in the adapter config."""
+    from training.engine.spec import KNOWN_BASE_MODELS
+    from training.engine.spec import BaseModel as EngineBaseModel
+
     known = KNOWN_BASE_MODELS.get(base_model.name)
     hub_id = base_model.source if base_model.source_kind == BaseModel.SourceKind.HUB else None
     if known is not None and known.source == base_model.source:
@@ -590,6 +602,7 @@ def _failure_reason(error: Exception) -> str:
 
 def _train(job: TrainingJob, artifact_dir: Path, monitor: _RunMonitor):
     # The engine imports torch; the web process never reaches this line.
+    from training.engine.spec import TrainingSpec
     from training.engine.train import train
 
     task = job.task
@@ -647,6 +660,8 @@ def task_projected_saving(task: Task, calibration: Calibration) -> dict[str, Any
     output price) / 1e6; saving = frontier cost * (coverage - small-model cost share). No threshold, no
     routing: the saving is None.
     """
+    from training.engine.calibrate import projected_monthly_saving
+
     volume = task_monthly_volume(task)
     share = float(training_setting("TRAINING_SMALL_MODEL_COST_SHARE"))
     projection = projected_monthly_saving(
@@ -673,6 +688,7 @@ def _money(value: float) -> Decimal:
 
 def _finish_succeeded(job_id: int, worker: str, result, artifact_dir: Path) -> str:
     from training.engine.artifact import write_artifact_metadata
+    from training.engine.calibrate import calibrate_threshold
 
     job = TrainingJob.objects.select_related("task", "base_model").get(pk=job_id)
     task = job.task
@@ -815,7 +831,7 @@ def training_jobs_reap() -> dict[str, list[int]]:
             else:
                 training_event_record(
                     job,
-                    f"The worker {job.worker or '(unknown)'} stopped sending heartbeats; the job goes back to the "
+                    "Its worker stopped sending heartbeats; the job goes back to the "
                     f"queue for one more attempt (attempt {job.attempts + 1} of {max_attempts}).",
                     level="warning",
                 )

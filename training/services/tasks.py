@@ -74,9 +74,7 @@ def _clean_schema(schema: Any) -> dict:
         validator_class.check_schema(schema)
     except jsonschema_exceptions.SchemaError as error:
         where = "/".join(str(part) for part in error.absolute_path) or "(root)"
-        raise ValidationError(
-            {"output_schema": f"Not a valid JSON Schema at {where}: {error.message}"}
-        ) from None
+        raise ValidationError({"output_schema": f"Not a valid JSON Schema at {where}: {error.message}"}) from None
     if schema.get("type") != "object":
         raise ValidationError(
             {"output_schema": 'The schema must describe a JSON object: give it "type": "object" and its properties.'}
@@ -106,9 +104,7 @@ def _clean_price(field: str, value: Any) -> Decimal:
 def _fill_prices(values: dict) -> None:
     """Fill missing prices from the operator's table; a clear error when the model is unknown."""
     missing = [
-        field
-        for field in ("price_input_per_million", "price_output_per_million")
-        if values.get(field) in (None, "")
+        field for field in ("price_input_per_million", "price_output_per_million") if values.get(field) in (None, "")
     ]
     if not missing:
         return
@@ -274,7 +270,9 @@ def task_update(*, task: Task, actor: str, **changes: Any) -> Task:
         setattr(task, field, values[field])
     if changed:
         task.save(update_fields=[*changed, "updated_at"])
-        audit_record(tenant=task.tenant_id, actor=actor, action="task.updated", target=task.slug, data={"fields": changed})
+        audit_record(
+            tenant=task.tenant_id, actor=actor, action="task.updated", target=task.slug, data={"fields": changed}
+        )
     return task
 
 

@@ -4,6 +4,7 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from controlplane.celery_app import Queue, app
+from controlplane.logging_context import log_context
 from training.services import examples as example_services
 
 __all__ = ["ingest_upload", "ingest_uploads_fail_stalled"]
@@ -33,7 +34,8 @@ STALLED_SWEEP_INTERVAL_SECONDS = 300.0
     ignore_result=True,
 )
 def ingest_upload(self, upload_id: int) -> str | None:
-    outcome = example_services.upload_process(upload_id=upload_id)
+    with log_context(upload_id=upload_id):
+        outcome = example_services.upload_process(upload_id=upload_id)
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
     return outcome.status

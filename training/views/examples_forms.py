@@ -10,7 +10,9 @@ from training.models import TaskKind
 
 class TaskForm(forms.Form):
     name = forms.CharField(max_length=200, help_text="e.g. Support ticket routing")
-    slug = forms.SlugField(max_length=80, required=False, help_text="Short id used in URLs and the API; default from the name.")
+    slug = forms.SlugField(
+        max_length=80, required=False, help_text="Short id used in URLs and the API; default from the name."
+    )
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     kind = forms.ChoiceField(choices=TaskKind.choices)
     labels = forms.CharField(
@@ -80,7 +82,9 @@ class TaskForm(forms.Form):
 class UploadForm(forms.Form):
     file = forms.FileField(help_text="JSON Lines or CSV, optionally gzip-compressed (.gz).")
     format = forms.ChoiceField(
-        choices=[("auto", "Detect from the file"), ("jsonl", "JSON Lines"), ("csv", "CSV")], initial="auto", required=False
+        choices=[("auto", "Detect from the file"), ("jsonl", "JSON Lines"), ("csv", "CSV")],
+        initial="auto",
+        required=False,
     )
     input_column = forms.CharField(
         required=False, max_length=200, widget=forms.TextInput(attrs={"list": "csv-columns"}),
@@ -90,8 +94,12 @@ class UploadForm(forms.Form):
         required=False, max_length=200, widget=forms.TextInput(attrs={"list": "csv-columns"}),
         help_text="CSV: the column holding the frontier model's answer (default: output or completion).",
     )  # fmt: skip
-    timestamp_column = forms.CharField(required=False, max_length=200, widget=forms.TextInput(attrs={"list": "csv-columns"}))
-    model_column = forms.CharField(required=False, max_length=200, widget=forms.TextInput(attrs={"list": "csv-columns"}))
+    timestamp_column = forms.CharField(
+        required=False, max_length=200, widget=forms.TextInput(attrs={"list": "csv-columns"})
+    )
+    model_column = forms.CharField(
+        required=False, max_length=200, widget=forms.TextInput(attrs={"list": "csv-columns"})
+    )
     input_tokens_column = forms.CharField(
         required=False, max_length=200, widget=forms.TextInput(attrs={"list": "csv-columns"})
     )

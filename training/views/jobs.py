@@ -47,9 +47,12 @@ class TrainingJobForm(forms.Form):
         min_value=0.5, max_value=1.0, help_text="Share of kept answers that must agree with the frontier model."
     )
 
-    def __init__(self, *args, base_models, **kwargs):
+    def __init__(self, *args, base_models, defaults: dict | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["base_model"].choices = [(m.name, m.display_name or m.name) for m in base_models]
+        # The first base model's defaults as placeholders (jobs.js swaps them when another is chosen).
+        for name, value in (defaults or {}).items():
+            self.fields[name].widget.attrs["placeholder"] = value
 
     def hyperparameters(self) -> dict:
         return {
@@ -114,6 +117,7 @@ def training_job_new(request, slug: str):
     form = TrainingJobForm(
         request.POST or None,
         base_models=[model for model, _ in usable],
+        defaults=usable[0][1]["defaults"] if usable else None,
         initial={"target_agreement": task.target_agreement},
     )
     if request.method == "POST" and form.is_valid():
