@@ -63,7 +63,7 @@ def run_baseline(spec: TrainingSpec, examples: list[Example], labels: list[str],
             lora_alpha=hp.lora_alpha,
             lora_dropout=hp.lora_dropout,
             target_modules=spec.base_model.target_modules,
-            modules_to_save=["classifier"],
+            modules_to_save=["classifier", *spec.base_model.modules_to_save],
         ),
     )
     label_index = {label: index for index, label in enumerate(labels)}
@@ -104,6 +104,7 @@ def main() -> int:
     parser.add_argument("--baseline-steps", type=int, default=100, help="bare-loop steps to time; 0 skips it")
     parser.add_argument("--target-agreement", type=float, default=0.95)
     parser.add_argument("--max-steps", type=int, help="cap the engine's optimizer steps (throughput checks)")
+    parser.add_argument("--modules-to-save", help="comma-separated modules trained in full (overrides the catalogue)")
     parser.add_argument("--output", type=Path, help="artifact folder (default: a temporary folder)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a hyperparameter")
     args = parser.parse_args()
@@ -116,9 +117,12 @@ def main() -> int:
         name, _, value = item.partition("=")
         hyperparameters[name] = json.loads(value)
     output = args.output or Path(tempfile.mkdtemp(prefix="bench-minilm-"))
+    base_model = dataclasses.replace(KNOWN_BASE_MODELS["minilm-l6"])
+    if args.modules_to_save is not None:
+        base_model.modules_to_save = [name for name in args.modules_to_save.split(",") if name]
     spec = TrainingSpec(
         task_kind="classification",
-        base_model=dataclasses.replace(KNOWN_BASE_MODELS["minilm-l6"]),
+        base_model=base_model,
         labels=labels,
         hyperparameters=hyperparameters,
         output_dir=str(output),

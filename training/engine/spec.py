@@ -95,6 +95,8 @@ class BaseModel:
     source_kind "package": `source` is an importable pip package that carries the weights (offline);
     "path": a local folder; "hub": a Hugging Face hub id (only where the worker can reach the hub).
     `hub_id` is the upstream id written into the adapter config so serving stacks find the base model.
+    `modules_to_save` names extra modules trained in full and saved with the adapter (the classification
+    head always is).
     """
 
     name: str
@@ -105,6 +107,7 @@ class BaseModel:
     target_modules: list[str] = field(default_factory=list)
     max_length: int | None = None
     hub_id: str | None = None
+    modules_to_save: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.source_kind not in SOURCE_KINDS:
@@ -112,6 +115,7 @@ class BaseModel:
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.architecture!r}; accepted: {', '.join(ARCHITECTURES)}")
         self.target_modules = list(self.target_modules or [])
+        self.modules_to_save = list(self.modules_to_save or [])
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | BaseModel) -> BaseModel:

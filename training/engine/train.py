@@ -123,7 +123,11 @@ def build_peft_model(spec: TrainingSpec, base):
         # None lets PEFT pick its per-architecture default (e.g. query/value for BERT).
         target_modules=list(spec.base_model.target_modules) or None,
         # The new classification head starts random, so it must be trained in full and saved with the adapter.
-        modules_to_save=["classifier", "score"] if spec.task_kind == "classification" else None,
+        modules_to_save=(
+            ["classifier", "score", *spec.base_model.modules_to_save]
+            if spec.task_kind == "classification"
+            else list(spec.base_model.modules_to_save) or None
+        ),
     )
     with modeling.quiet_known_deprecations():
         return get_peft_model(base, config)

@@ -744,7 +744,10 @@ def parse_timestamp(value: Any) -> datetime | str:
                 return f"'timestamp' {value!r:.40} is neither ISO 8601 nor unix seconds"
             if parsed.tzinfo is None:
                 return parsed.replace(tzinfo=UTC)
-            return parsed.astimezone(UTC)
+            try:
+                return parsed.astimezone(UTC)
+            except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is past the last representable instant
+                return f"'timestamp' {value!r:.40} is out of range: in UTC it falls outside the years 1 to 9999"
         value = number
     if type(value) in (int, float):
         if not 0 <= value < MAX_UNIX_SECONDS:

@@ -152,7 +152,18 @@ def test_timestamps(value, expected):
     assert one(jsonl({"input": "a", "output": "b", "timestamp": value})).timestamp == expected
 
 
-@pytest.mark.parametrize("value", ["yesterday", 1709294400000, -5, True, {"at": 1}])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "yesterday",
+        1709294400000,
+        -5,
+        True,
+        {"at": 1},
+        "9999-12-31T23:59:59-23:59",  # a valid ISO 8601 text that overflows when converted to UTC
+        "0001-01-01T00:00:00+01:00",
+    ],
+)
 def test_bad_timestamp_is_a_row_error(value):
     error = one(jsonl({"input": "a", "output": "b", "timestamp": value}))
     assert isinstance(error, RowError) and error.field == "timestamp"

@@ -1,0 +1,326 @@
+"""Fuzz POST /api/v1/tasks/{slug}/uploads and the ingest the worker runs on the stored file.
+
+Any file and any multipart fields answer 202 or a 4xx error envelope. A 202 upload, processed by the
+ingest task's service (in-process, as the worker would), ends succeeded, stopped or failed with a message
+(never "an internal error"), its counters add up (accepted + rejected + duplicates == rows read), the
+stored examples and error rows match them, and its page and error reports are served.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import override_settings
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.conftest import client_for_key
+from tests.factories import make_api_key
+from tests.factories_examples import make_task
+from tests.fuzz import (
+    LABELS,
+    SLOW_EXAMPLES,
+    assert_error_envelope,
+    assert_not_server_error,
+    example_rows,
+    fuzz_settings,
+    json_bytes,
+    json_modes,
+    json_values,
+    numbers,
+    skip_unless_selected,
+    texts,
+)
+from training.ingest.formats import MAPPABLE_FIELDS
+from training.models import Example, ExampleSource, ExampleUpload, UploadRowError, UploadStatus
+from training.services.examples import ERRORS_PREVIEW_SIZE, upload_process
+
+pytestmark = pytest.mark.django_db
+
+KINDS = ["classification", "extraction"]
+
+# ---------------------------------------------------------------------------------------------- JSON Lines
+
+JUNK_LINES = [
+    b"",
+    b"   ",
+    b"NaN",
+    b"[1, 2]",
+    b'"just a string"',
+    b'{"input": NaN, "output": "billing"}',
+    b'{"input": "x", "output": "billing", "usage": {"input_tokens": ' + b"9" * 5000 + b"}}",
+    b'{"input": 1e999, "output": "billing"}',
+    b'{"input": "\\ud800", "output": "billing"}',
+    b'{"input": "a\\u0000b", "output": "billing"}',
+    b'{"input": "x", "output": "billing", "metadata": {"k": "\\u0000"}}',
+    b'{"input": "x", "output": "billing"',
+    b'\xef\xbb\xbf{"input": "x", "output": "billing"}',
+    b'{"input": "\xff\xfe", "output": "billing"}',
+    b'{"input": "\xed\xa0\x80", "output": "billing"}',
+    b'{"input": "x", "output": "billing"}\r',
+    b'{"input": "x", "input": "y", "output": "billing"}',
+    b"[" * 300 + b"]" * 300,
+    b'{"input": ' + b"[" * 300 + b"]" * 300 + b', "output": "billing"}',
+]
+jsonl_lines = st.one_of(
+    st.tuples(example_rows, json_modes).map(lambda pair: json_bytes(*pair)),
+    st.sampled_from(JUNK_LINES),
+    st.binary(max_size=48),
+)
+jsonl_files = st.builds(
+    lambda lines, separator, bom, end: (b"\xef\xbb\xbf" if bom else b"") + separator.join(lines) + end,
+    st.lists(jsonl_lines, max_size=20),
+    st.sampled_from([b"\n", b"\n", b"\r\n", b"\n\n"]),
+    st.booleans(),
+    st.sampled_from([b"\n", b"", b"\r\n"]),
+)
+
+# ---------------------------------------------------------------------------------------------- CSV
+
+COLUMN_NAMES = ["input", "output", "prompt", "completion", "text", "category", "Input", " OUTPUT ", "", "metadata"]
+column_names = st.one_of(st.sampled_from([*COLUMN_NAMES, *MAPPABLE_FIELDS[2:]]), texts)
+cells = st.one_of(
+    st.sampled_from([*LABELS, " Refund ", "refnd", '{"name": "Ann", "amount": 3}', "", "1735689600", "12"]),
+    st.text(max_size=30),
+    texts,
+    numbers.map(str),
+    json_values.map(lambda value: json.dumps(value, ensure_ascii=False)),
+)
+
+
+@st.composite
+def csv_files(draw) -> tuple[bytes, list[str]]:
+    """A CSV file (header, rows of any width, any quoting and encoding) and its header."""
+    header = draw(st.lists(column_names, min_size=0, max_size=5))
+    width = len(header)
+    rows = draw(
+        st.lists(
+            st.one_of(
+                st.lists(cells, min_size=width, max_size=width),  # the header's width: the usual case
+                st.lists(cells, max_size=6),
+            ),
+            max_size=15,
+        )
+    )
+    quoting = draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL, csv.QUOTE_NONNUMERIC, "raw"]))
+    text = io.StringIO()
+    if quoting == "raw":  # joined by hand: stray quotes and commas inside values break the columns
+        for row in [header, *rows]:
+            text.write(",".join(row) + draw(st.sampled_from(["\n", "\r\n", "\r"])))
+    else:
+        writer = csv.writer(text, quoting=quoting)
+        for row in [header, *rows]:
+            writer.writerow(row)
+    encoding = draw(st.sampled_from(["utf-8", "utf-8", "utf-8", "utf-8-sig", "utf-16", "cp1252"]))
+    errors = "surrogatepass" if encoding.startswith("utf-8") else "replace"
+    return text.getvalue().encode(encoding, errors), header
+
+
+def mapping_values(header: list[str]):
+    """Column names from the header (any case and spacing), and names the file does not have."""
+    names = st.one_of(st.sampled_from(header), column_names) if header else column_names
+    return st.one_of(names, names.map(str.upper), names.map(lambda name: f"  {name} "), st.none(), json_values)
+
+
+@st.composite
+def column_mappings(draw, header: list[str]):
+    """The multipart `column_mapping` field: absent, JSON of a (possibly wrong) mapping, or not JSON at all."""
+    choice = draw(st.sampled_from(["absent", "mapping", "mapping", "mapping", "json", "text"]))
+    if choice == "absent":
+        return None
+    if choice == "mapping":
+        fields = st.one_of(st.sampled_from(MAPPABLE_FIELDS), st.sampled_from(MAPPABLE_FIELDS), texts)
+        mapping = draw(st.dictionaries(fields, mapping_values(header), max_size=4))
+        if draw(st.booleans()) and header:  # name input and output, so the file itself gets read
+            mapping.update(input=draw(st.sampled_from(header)), output=draw(st.sampled_from(header)))
+        return form_safe(json.dumps(mapping, ensure_ascii=draw(st.booleans())))
+    if choice == "json":
+        return json.dumps(draw(json_values))
+    return form_safe(
+        draw(st.one_of(st.sampled_from(["{input: text}", "{", "", "null", "[]", '{"input": "text",}']), texts))
+    )
+
+
+def form_safe(text: str) -> str:
+    """A form field must be encodable: lone surrogates travel as JSON escapes (\\udXXX) instead."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
+# ---------------------------------------------------------------------------------------------- uploads
+
+FILE_NAMES = [
+    "examples.jsonl",
+    "examples.csv",
+    "examples.jsonl.gz",
+    "examples.csv.gz",
+    "examples.gz",
+    "examples",
+    "logs.json",
+    "data.txt",
+    "***",
+    "$$$.csv",
+    "..",
+    ".jsonl",
+    "name with spaces.csv",
+    "semi;colon.jsonl",
+    "a" * 300 + ".csv",
+    "é" * 200 + ".jsonl",
+    "\U0001f600" * 70 + ".csv",
+]
+file_names = st.one_of(
+    st.sampled_from(FILE_NAMES), st.text(st.characters(exclude_categories=("Cs", "Cc")), min_size=1, max_size=40)
+)
+formats = st.one_of(st.sampled_from(["auto", "jsonl", "csv", "AUTO", " csv ", "json", "xml", ""]), texts)
+
+
+def gzipped(content: bytes, how: str) -> bytes:
+    if how == "gzip":
+        return gzip.compress(content)
+    if how == "truncated":
+        return gzip.compress(content)[: max(2, len(content) // 2)]
+    if how == "two members":
+        return gzip.compress(content) + gzip.compress(content)
+    if how == "trailing junk":
+        return gzip.compress(content) + b"junk"
+    return content
+
+
+@st.composite
+def upload_requests(draw) -> dict:
+    """What one upload POST sends: the file's bytes and name, `format` and `column_mapping` (None: absent)."""
+    kind = draw(st.sampled_from(["jsonl", "csv", "bytes"]))
+    header: list[str] = []
+    if kind == "jsonl":
+        content = draw(jsonl_files)
+    elif kind == "csv":
+        content, header = draw(csv_files())
+    else:
+        content = draw(st.binary(max_size=200))
+    compression = draw(st.sampled_from(["plain", "plain", "gzip", "truncated", "two members", "trailing junk"]))
+    fields = {
+        "task": draw(st.sampled_from(KINDS)),
+        "content": gzipped(content, compression),
+        "name": draw(file_names),
+        "format": draw(st.one_of(st.none(), st.sampled_from(["auto", "jsonl", "csv"]), formats.map(form_safe))),
+        "column_mapping": draw(column_mappings(header)),
+        # Small limits so that long lines and several batches per file are exercised by small files.
+        "line_limit": draw(st.sampled_from([1024 * 1024, 64, 300])),
+        "batch_size": draw(st.sampled_from([2000, 3, 1])),
+    }
+    return fields
+
+
+@pytest.fixture(autouse=True)
+def _media(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
+@pytest.fixture
+def tasks(tenant):
+    return {
+        "classification": make_task(tenant, kind="classification", slug="fuzz-labels"),
+        "extraction": make_task(tenant, kind="extraction", slug="fuzz-extract"),
+    }
+
+
+@pytest.fixture
+def uploader(tenant):
+    return client_for_key(make_api_key(tenant, scopes=["examples:read", "examples:write"])[1])
+
+
+def check_upload(client, tasks, sent: dict) -> None:
+    task = tasks[sent["task"]]
+    payload = {"file": SimpleUploadedFile(sent["name"], sent["content"])}
+    for name in ("format", "column_mapping"):
+        if sent[name] is not None:
+            payload[name] = sent[name]
+    response = client.post(f"/api/v1/tasks/{task.slug}/uploads", payload, format="multipart")
+    assert_not_server_error(response)
+    if response.status_code != 202:
+        assert_error_envelope(response)
+        return
+    upload_id = response.json()["id"]
+    with override_settings(INGEST_MAX_LINE_BYTES=sent["line_limit"], INGEST_BATCH_SIZE=sent["batch_size"]):
+        outcome = upload_process(upload_id=upload_id)  # what the Celery task runs
+    assert outcome.retry_in is None
+    check_processed(client, ExampleUpload.objects.get(pk=upload_id))
+
+
+def check_processed(client, upload: ExampleUpload) -> None:
+    """The finished upload's counters add up and agree with the stored rows, the API and the reports."""
+    assert upload.status in (UploadStatus.SUCCEEDED, UploadStatus.STOPPED, UploadStatus.FAILED), upload.status
+    assert upload.message, "a finished upload says what happened"
+    assert "internal error" not in upload.message, upload.message
+    assert upload.accepted + upload.rejected + upload.duplicates == upload.rows_read, (
+        upload.accepted,
+        upload.rejected,
+        upload.duplicates,
+        upload.rows_read,
+    )
+    stored = Example.objects.filter(upload=upload)
+    assert stored.count() == upload.accepted
+    assert not stored.exclude(source=ExampleSource.UPLOAD).exists()
+    assert UploadRowError.objects.filter(upload=upload).count() == upload.rejected
+    assert len(upload.errors_preview) == min(upload.rejected, ERRORS_PREVIEW_SIZE)
+    if upload.status == UploadStatus.SUCCEEDED:
+        assert upload.rows_read > 0
+
+    page = client.get(f"/api/v1/uploads/{upload.pk}")
+    assert page.status_code == 200, page.content
+    shown = page.json()
+    assert (shown["rows_read"], shown["accepted"], shown["rejected"], shown["duplicates"]) == (
+        upload.rows_read,
+        upload.accepted,
+        upload.rejected,
+        upload.duplicates,
+    )
+    report = client.get(f"/api/v1/uploads/{upload.pk}/errors", {"format": "jsonl"})
+    assert report.status_code == 200
+    lines = b"".join(report.streaming_content).splitlines()
+    assert len(lines) == upload.rejected
+    assert all(json.loads(line)["message"] for line in lines)
+    report = client.get(f"/api/v1/uploads/{upload.pk}/errors", {"format": "csv"})
+    assert report.status_code == 200
+    rows = list(csv.reader(io.StringIO(b"".join(report.streaming_content).decode("utf-8"))))
+    assert len(rows) == upload.rejected + 1  # the header
+
+
+@fuzz_settings(max_examples=120)
+@given(sent=upload_requests())
+def test_any_upload_is_accounted_for_or_refused(uploader, tasks, sent):
+    check_upload(uploader, tasks, sent)
+
+
+@fuzz_settings(max_examples=40)
+@given(
+    fields=st.dictionaries(
+        st.sampled_from(["file", "format", "column_mapping", "files", "task"]),
+        texts.map(form_safe),
+        max_size=4,
+    )
+)
+def test_uploads_without_a_file_or_with_odd_fields_are_refused(uploader, tasks, fields):
+    response = uploader.post(f"/api/v1/tasks/{tasks['classification'].slug}/uploads", fields, format="multipart")
+    assert_error_envelope(response)
+    assert not ExampleUpload.objects.exists()
+
+
+@pytest.mark.slow
+def test_any_upload_long_run(request, uploader, tasks):
+    skip_unless_selected(request)
+
+    @fuzz_settings(max_examples=SLOW_EXAMPLES)
+    @given(sent=upload_requests())
+    def run(sent):
+        check_upload(uploader, tasks, sent)
+
+    run()
