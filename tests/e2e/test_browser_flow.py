@@ -112,7 +112,7 @@ def test_sign_up_to_routed_request(tmp_path):
     upload_file = tmp_path / "banking77-slice.csv"
     row_count = write_slice(upload_file)
 
-    with product_stack(data_dir, free_port()) as (base, env), sync_playwright() as playwright:
+    with product_stack(data_dir, free_port()) as (base, _env), sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
             args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
