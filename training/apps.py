@@ -12,6 +12,7 @@ class TrainingConfig(AppConfig):
 
         register_nav(10, "Dashboard", "dashboard")
         register_nav(20, "Tasks", "task_list")
+        register_nav(25, "Training", "training_job_list")
         register_step(
             OnboardingStep(
                 key="task",

@@ -16,6 +16,10 @@ env = environ.Env()
 env.read_env(BASE_DIR / ".env") if (BASE_DIR / ".env").exists() else None
 
 DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
+# Base models come from local packages or paths (GPU deployments may name hub ids and set these to 0):
+# never wait on, or download from, a model hub unless the operator says so.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 # Prometheus: every process (web workers, Celery workers) writes its samples here, and /metrics merges
@@ -159,6 +163,13 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
+# Periodic sweeps (run by `celery beat`; `make run` embeds beat in its worker).
+CELERY_BEAT_SCHEDULE = {
+    # Jobs whose worker died (no heartbeat) are retried once or failed; queued jobs are sent when a slot frees.
+    "training-jobs-reap": {"task": "training.jobs_reap", "schedule": 60.0},
+    # Uploads whose worker vanished and whose message was lost are marked failed, ready to be resumed.
+    "ingest-uploads-fail-stalled": {"task": "training.ingest_uploads_fail_stalled", "schedule": 300.0},
+}
 
 # --- REST API ---------------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -5,6 +5,7 @@ tests start a real worker process against the real broker (Redis in CI, files lo
 """
 
 import os
+from pathlib import Path
 
 from controlplane.settings.base import *  # noqa: F403
 from controlplane.settings.base import DATA_DIR, env
@@ -20,3 +21,10 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# Per test process, unless a test hands its own folders to a worker process through the environment.
+ARTIFACT_ROOT = Path(env.str("ARTIFACT_ROOT", default=str(DATA_DIR / f"test-artifacts-{_WORKER}")))
+MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(DATA_DIR / f"test-media-{_WORKER}")))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # One SQLite test database per test process: two test runs at once must not share (and break) a file.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-controlplane-{os.getpid()}.sqlite3")}  # noqa: F405

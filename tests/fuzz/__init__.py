@@ -5,8 +5,8 @@ envelope; never a 5xx. The tests go through Django (API key, routing, parsers, v
 database); the parser-level properties live in tests/training/ingest/test_properties.py.
 
 This module holds what the three test modules share: settings, the value strategies and the checks.
-The default run keeps each test to ~60-150 examples; the `slow` variants run FUZZ_SLOW_EXAMPLES (default
-2,000) and are skipped unless selected with `-m slow` or FUZZ_SLOW=1.
+The default run keeps each test to ~60-150 examples; the `slow` variants (`-m slow`) run FUZZ_SLOW_EXAMPLES
+(default 2,000) each.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import datetime as dt
 import json
 import os
 
-import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
@@ -30,13 +29,6 @@ def fuzz_settings(max_examples: int) -> settings:
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
-
-
-def skip_unless_selected(request) -> None:
-    """Skip a slow variant unless the run asked for slow tests (`-m slow`) or FUZZ_SLOW=1."""
-    markexpr = request.config.option.markexpr or ""
-    if os.environ.get("FUZZ_SLOW") != "1" and ("slow" not in markexpr or "not slow" in markexpr):
-        pytest.skip("long fuzz run: select it with -m slow or FUZZ_SLOW=1")
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -264,25 +256,37 @@ responses = st.one_of(
     st.fixed_dictionaries({"output_text": outputs}),
     json_values,
 )
-# Rows a task accepts but for the optional fields, so that the optional fields' checks are reached often.
-valid_outputs = st.one_of(
-    st.sampled_from(LABELS),
-    st.fixed_dictionaries(
+# Answers each kind of task accepts (tests.factories_examples.make_task: the labels, EXTRACTION_SCHEMA).
+VALID_OUTPUTS = {
+    "classification": st.sampled_from(LABELS),
+    "extraction": st.fixed_dictionaries(
         {"name": st.text(max_size=12), "amount": st.integers(-(10**6), 10**6) | st.floats(-1e6, 1e6)}
     ),
-)
-plausible_rows = st.fixed_dictionaries(
-    {"input": st.text(min_size=1, max_size=40), "output": valid_outputs}, optional=OPTIONAL_FIELDS
-)
+}
 SHAPE_KEYS = ["input", "output", "prompt", "completion", "messages", "request", "response", *OPTIONAL_FIELDS]
-example_rows = st.one_of(
-    plausible_rows,
-    st.fixed_dictionaries({"input": inputs, "output": outputs}, optional=OPTIONAL_FIELDS),
-    st.fixed_dictionaries({"prompt": inputs, "completion": outputs}, optional=OPTIONAL_FIELDS),
-    st.fixed_dictionaries(
-        {"messages": st.one_of(plausible_chats, st.lists(messages, max_size=4), json_values)}, optional=OPTIONAL_FIELDS
-    ),
-    st.fixed_dictionaries({"request": requests, "response": responses}, optional=OPTIONAL_FIELDS),
-    st.dictionaries(st.one_of(st.sampled_from(SHAPE_KEYS), texts), json_values, max_size=5),
-    json_values,  # not an object at all
-)
+
+
+def plausible_rows(kind: str) -> st.SearchStrategy:
+    """Rows the task accepts but for their optional fields, so that those fields' checks are reached often."""
+    return st.fixed_dictionaries(
+        {"input": st.text(min_size=1, max_size=40), "output": VALID_OUTPUTS[kind]}, optional=OPTIONAL_FIELDS
+    )
+
+
+def example_rows(kind: str) -> st.SearchStrategy:
+    """Any row: plausible for the task half of the time, else every accepted shape with any values, or junk."""
+    return st.one_of(
+        plausible_rows(kind),
+        plausible_rows(kind),
+        plausible_rows(kind),
+        plausible_rows(kind),
+        st.fixed_dictionaries({"input": inputs, "output": outputs}, optional=OPTIONAL_FIELDS),
+        st.fixed_dictionaries({"prompt": inputs, "completion": outputs}, optional=OPTIONAL_FIELDS),
+        st.fixed_dictionaries(
+            {"messages": st.one_of(plausible_chats, st.lists(messages, max_size=4), json_values)},
+            optional=OPTIONAL_FIELDS,
+        ),
+        st.fixed_dictionaries({"request": requests, "response": responses}, optional=OPTIONAL_FIELDS),
+        st.dictionaries(st.one_of(st.sampled_from(SHAPE_KEYS), texts), json_values, max_size=5),
+        json_values,  # not an object at all
+    )

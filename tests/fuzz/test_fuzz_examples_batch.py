@@ -22,7 +22,6 @@ from tests.fuzz import (
     json_bytes,
     json_modes,
     json_values,
-    skip_unless_selected,
 )
 from training.models import Example, ExampleSource
 
@@ -141,12 +140,7 @@ def test_a_batch_over_the_row_limit_is_refused_whole(writer, tasks):
 
 
 @pytest.mark.slow
-def test_any_json_batch_long_run(request, writer, tasks):
-    skip_unless_selected(request)
-
-    @fuzz_settings(max_examples=SLOW_EXAMPLES)
-    @given(kind=st.sampled_from(KINDS), body=json_bodies, mode=json_modes)
-    def run(kind, body, mode):
-        fuzz_json_bodies(writer, tasks, kind, body, mode)
-
-    run()
+@fuzz_settings(max_examples=SLOW_EXAMPLES)
+@given(kind=st.sampled_from(KINDS), body=json_bodies, mode=json_modes)
+def test_any_json_batch_long_run(writer, tasks, kind, body, mode):
+    fuzz_json_bodies(writer, tasks, kind, body, mode)

@@ -83,6 +83,18 @@ def test_upload_answers_202_and_enqueues_after_commit(tenant, admin_client, djan
     assert upload.file.read() == jsonl(support_rows(3))  # the original is kept for reprocessing
 
 
+@pytest.mark.parametrize("name", ["é" * 200 + ".jsonl", "***", "$$$.jsonl", "name with spaces.jsonl"])
+def test_any_file_name_is_stored_under_a_safe_name_and_shown_as_sent(tenant, admin_client, name):
+    # Found by tests/fuzz: 200 accented letters passed Django's name cleaning and broke the file system's
+    # 255-byte limit (a 500); a name of only symbols was refused with Django's HTML 400 page.
+    task = make_task(tenant)
+    upload = upload_and_process(admin_client, task, name, jsonl(support_rows(3)))
+    assert upload.original_name == name
+    assert (upload.status, upload.accepted) == (UploadStatus.SUCCEEDED, 3)
+    stored = Path(upload.file.name).name
+    assert stored.isascii() and len(stored) <= 100 and stored.endswith(".jsonl" if "." in name else "upload")
+
+
 def test_upload_status_shows_counts_progress_and_first_100_errors(tenant, admin_client):
     task = make_task(tenant)
     rows = support_rows(300) + [{"input": f"q{i}", "output": "not-a-label"} for i in range(150)]
@@ -231,6 +243,17 @@ def test_bad_options_are_refused_before_the_file_is_stored(tenant, admin_client)
     assert response.status_code == 400
     response = admin_client.post(f"/api/v1/tasks/{task.slug}/uploads", {}, format="multipart")
     assert response.status_code == 400 and "file" in response.json()["error"]["details"]
+    assert not ExampleUpload.objects.exists()
+
+
+@pytest.mark.parametrize("column", ["\\ud800", "text\\u0000"])
+def test_a_mapping_to_a_column_name_that_cannot_be_stored_is_refused(tenant, admin_client, column):
+    # Found by tests/fuzz: a lone surrogate sent as a JSON escape was stored and then broke the response (500).
+    task = make_task(tenant)
+    mapping = '{"input": "' + column + '", "output": "category"}'
+    response = post_upload(admin_client, task, "a.csv", b"text,category\nhi,billing\n", column_mapping=mapping)
+    assert response.status_code == 400, response.content
+    assert "invalid Unicode" in response.json()["error"]["message"]
     assert not ExampleUpload.objects.exists()
 
 

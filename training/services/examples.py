@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -241,11 +242,44 @@ def clean_upload_options(file_format: str | None, column_mapping: Any) -> tuple[
             continue
         if not isinstance(value, str) or len(value) > 200:
             raise ValidationError({"column_mapping": f"The column for {key!r} must be a column name."})
+        if not _storable_text(value):
+            # A JSON escape can carry a lone surrogate or NUL; neither is in any file's header, and neither can
+            # be stored (PostgreSQL refuses both in jsonb) or sent back in a response.
+            raise ValidationError(
+                {"column_mapping": f"The column for {key!r} contains a NUL character or invalid Unicode."}
+            )
         mapping[key] = value.strip()
     for required in ("input", "output"):
         if mapping and required not in mapping:
             raise ValidationError({"column_mapping": f"Name the column that holds the {required}."})
     return file_format, mapping
+
+
+# The client's file name is kept as `original_name` (shown, and used to detect the format); the stored file
+# gets a name every storage accepts. Django's own cleaning keeps any Unicode letter, so a name of 200 accented
+# letters passed it and failed the file system's 255-byte limit, and a name of only symbols was refused.
+_UNSAFE_FILE_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
+_STORED_NAME_CHARS = 100
+
+
+def _storage_name(original_name: str) -> str:
+    """The name to store an upload under: ASCII letters, digits and `._-`, at most 100 characters, keeping
+    the end of the original name (its extensions)."""
+    name = _UNSAFE_FILE_NAME_CHARACTERS.sub("_", original_name)[-_STORED_NAME_CHARS:].strip("_")
+    if not name.strip("."):
+        return "upload"
+    return f"upload{name}" if name.startswith(".") else name
+
+
+def _storable_text(text: str) -> bool:
+    """Text every database and the JSON renderer accept: valid Unicode (no lone surrogate), no NUL."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _enqueue(upload_id: int) -> None:
@@ -283,7 +317,7 @@ def example_upload_create(
         column_mapping=mapping,
         created_by=created_by,
     )
-    upload.file.save(original_name, file, save=False)
+    upload.file.save(_storage_name(original_name), file, save=False)
     upload.save()
     audit_record(
         tenant=task.tenant_id,

@@ -3,7 +3,7 @@
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from controlplane.celery_app import Queue, app
+from controlplane.celery_app import Queue
 from controlplane.logging_context import log_context
 from training.services import examples as example_services
 
@@ -50,12 +50,3 @@ def ingest_upload(self, upload_id: int) -> str | None:
 def ingest_uploads_fail_stalled() -> int:
     """Mark uploads whose worker vanished (and whose message was lost) as failed, so they can be resumed."""
     return example_services.uploads_fail_stalled()
-
-
-app.conf.beat_schedule = {
-    **(app.conf.beat_schedule or {}),
-    "ingest-uploads-fail-stalled": {
-        "task": "training.ingest_uploads_fail_stalled",
-        "schedule": STALLED_SWEEP_INTERVAL_SECONDS,
-    },
-}

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from controlplane.celery_app import Queue, app
+from controlplane.celery_app import Queue
 from training.selectors.jobs import training_setting
 from training.services import jobs as job_services
 
@@ -33,11 +33,3 @@ def training_job_run_task(job_id: int) -> str:
 @shared_task(name="training.jobs_reap", queue=Queue.DEFAULT.value, ignore_result=True, expires=REAP_INTERVAL_SECONDS)
 def training_jobs_reap() -> dict:
     return job_services.training_jobs_reap()
-
-
-# Celery beat runs the reaper every minute. The same entry belongs in settings as CELERY_BEAT_SCHEDULE
-# (read before any task module is imported); setting it here too covers processes that import this first.
-app.conf.beat_schedule = {
-    **(app.conf.beat_schedule or {}),
-    "training-jobs-reap": {"task": "training.jobs_reap", "schedule": REAP_INTERVAL_SECONDS},
-}
