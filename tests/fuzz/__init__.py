@@ -158,6 +158,7 @@ inputs = st.one_of(st.text(min_size=1, max_size=40), texts, json_values)
 
 token_counts = st.one_of(numbers, scalars)
 usages = st.one_of(
+    st.fixed_dictionaries({"input_tokens": st.integers(0, 10**6), "output_tokens": st.integers(0, 10**6)}),
     st.fixed_dictionaries(
         {},
         optional=dict.fromkeys(("prompt_tokens", "completion_tokens", "input_tokens", "output_tokens"), token_counts),
@@ -165,6 +166,7 @@ usages = st.one_of(
     json_values,
 )
 models = st.one_of(
+    st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), min_size=1, max_size=40),
     st.sampled_from(["gpt-4o", "m" * 100, "m" * 101, "m" * 255, "m" * 256, "gpt\x00", ""]),
     st.text(min_size=90, max_size=260),
     texts,
@@ -198,7 +200,10 @@ timestamps = st.one_of(
     ),
 )
 metadatas = st.one_of(
-    st.dictionaries(texts, json_values, max_size=4), json_values, deeply_nested.map(lambda deep: {"deep": deep})
+    st.dictionaries(st.text(max_size=8), st.text(max_size=8) | st.integers(), max_size=3),
+    st.dictionaries(texts, json_values, max_size=4),
+    json_values,
+    deeply_nested.map(lambda deep: {"deep": deep}),
 )
 OPTIONAL_FIELDS = {"usage": usages, "model": models, "timestamp": timestamps, "metadata": metadatas}
 
@@ -267,9 +272,13 @@ SHAPE_KEYS = ["input", "output", "prompt", "completion", "messages", "request", 
 
 
 def plausible_rows(kind: str) -> st.SearchStrategy:
-    """Rows the task accepts but for their optional fields, so that those fields' checks are reached often."""
-    return st.fixed_dictionaries(
-        {"input": st.text(min_size=1, max_size=40), "output": VALID_OUTPUTS[kind]}, optional=OPTIONAL_FIELDS
+    """Rows the task accepts but perhaps for their optional fields, so that those fields' checks are reached
+    often: no optional field, one, or any of them."""
+    required = {"input": st.text(min_size=1, max_size=40), "output": VALID_OUTPUTS[kind]}
+    return st.one_of(
+        st.fixed_dictionaries(required),
+        *(st.fixed_dictionaries({**required, name: values}) for name, values in OPTIONAL_FIELDS.items()),
+        st.fixed_dictionaries(required, optional=OPTIONAL_FIELDS),
     )
 
 

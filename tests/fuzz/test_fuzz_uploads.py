@@ -70,9 +70,12 @@ JUNK_LINES = [
 
 def jsonl_files(kind: str) -> st.SearchStrategy:
     """JSON Lines files for a task of `kind`: rows of any shape, junk lines, CRLF, blank lines, a BOM."""
+    row = st.tuples(example_rows(kind), json_modes).map(lambda pair: json_bytes(*pair))
     line = st.one_of(
-        st.tuples(example_rows(kind), json_modes).map(lambda pair: json_bytes(*pair)),
-        st.tuples(example_rows(kind), json_modes).map(lambda pair: json_bytes(*pair)),
+        row,
+        row,
+        row,
+        row,
         st.sampled_from(JUNK_LINES),
         st.binary(max_size=48),
     )
@@ -106,23 +109,31 @@ def output_cells(kind: str) -> st.SearchStrategy:
     return st.one_of(valid, valid, cells)
 
 
+# Input and output columns as exports name them; the first two pairs are found without a mapping.
+CSV_COLUMN_PAIRS = [("input", "output"), ("Prompt", " completion "), ("text", "category"), (" Text", "CATEGORY")]
+
+
 @st.composite
 def csv_files(draw, kind: str) -> tuple[bytes, list[str], dict[str, str] | None]:
     """A CSV file (any quoting and encoding), its header and the mapping that fits it (None: no such columns).
 
-    Three files in four look like an export: a text and a category column among others, rows mostly of the
-    header's width. The fourth has any header and rows of any width.
+    Three files in four look like an export: an input and an output column among others, rows mostly of
+    the header's width. The fourth has any header and rows of any width.
     """
     if draw(st.sampled_from([True, True, True, False])):
         header = draw(st.lists(column_names, max_size=3))
         text_at = draw(st.integers(0, len(header)))
-        header.insert(text_at, draw(st.sampled_from(["text", "Text", " text "])))
+        input_name, output_name = draw(st.sampled_from(CSV_COLUMN_PAIRS))
+        header.insert(text_at, input_name)
         category_at = draw(st.integers(0, len(header)))
-        header.insert(category_at, draw(st.sampled_from(["category", "CATEGORY"])))
+        header.insert(category_at, output_name)
         text_at += category_at <= text_at
         column_cells = [cells] * len(header)
-        column_cells[text_at], column_cells[category_at] = input_cells, output_cells
-        rows = draw(st.lists(st.one_of(st.tuples(*column_cells).map(list), st.lists(cells, max_size=6)), max_size=15))
+        column_cells[text_at], column_cells[category_at] = input_cells, output_cells(kind)
+        fitting_rows = st.tuples(*column_cells).map(list)
+        rows = draw(
+            st.lists(st.one_of(fitting_rows, fitting_rows, fitting_rows, st.lists(cells, max_size=6)), max_size=15)
+        )
         fitting = {"input": header[text_at], "output": header[category_at]}
     else:
         header = draw(st.lists(column_names, max_size=5))
