@@ -81,7 +81,7 @@ def jsonl_files(kind: str) -> st.SearchStrategy:
     )
     return st.builds(
         lambda lines, separator, bom, end: (b"\xef\xbb\xbf" if bom else b"") + separator.join(lines) + end,
-        st.lists(line, max_size=20),
+        st.lists(line, min_size=1, max_size=20),
         st.sampled_from([b"\n", b"\n", b"\r\n", b"\n\n"]),
         st.booleans(),
         st.sampled_from([b"\n", b"", b"\r\n"]),
@@ -115,11 +115,13 @@ CSV_COLUMN_PAIRS = [("input", "output"), ("Prompt", " completion "), ("text", "c
 
 @st.composite
 def csv_files(draw, kind: str) -> tuple[bytes, list[str], dict[str, str] | None]:
-    """A CSV file (any quoting and encoding), its header and the mapping that fits it (None: no such columns).
+    """A CSV file, its header and the mapping that fits it (None: the file has no such columns).
 
-    Three files in four look like an export: an input and an output column among others, rows mostly of
-    the header's width. The fourth has any header and rows of any width.
+    Most files look like an export: an input and an output column among other columns. Two in three of
+    those are tidy (UTF-8, quoted by a CSV writer, every row the header's width); the others, and the files
+    with any header at all, have rows of any width, hand-made quoting and other encodings.
     """
+    tidy = draw(st.sampled_from([True, True, False]))
     if draw(st.sampled_from([True, True, True, False])):
         header = draw(st.lists(column_names, max_size=3))
         text_at = draw(st.integers(0, len(header)))
@@ -131,29 +133,27 @@ def csv_files(draw, kind: str) -> tuple[bytes, list[str], dict[str, str] | None]
         column_cells = [cells] * len(header)
         column_cells[text_at], column_cells[category_at] = input_cells, output_cells(kind)
         fitting_rows = st.tuples(*column_cells).map(list)
-        rows = draw(
-            st.lists(st.one_of(fitting_rows, fitting_rows, fitting_rows, st.lists(cells, max_size=6)), max_size=15)
-        )
+        any_rows = fitting_rows if tidy else st.one_of(fitting_rows, fitting_rows, st.lists(cells, max_size=6))
         fitting = {"input": header[text_at], "output": header[category_at]}
     else:
+        tidy = False
         header = draw(st.lists(column_names, max_size=5))
         width = len(header)
-        rows = draw(
-            st.lists(
-                st.one_of(st.lists(cells, min_size=width, max_size=width), st.lists(cells, max_size=6)), max_size=15
-            )
-        )
+        any_rows = st.one_of(st.lists(cells, min_size=width, max_size=width), st.lists(cells, max_size=6))
         fitting = None
-    quoting = draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_MINIMAL, csv.QUOTE_ALL, csv.QUOTE_NONNUMERIC, "raw"]))
+    rows = draw(st.lists(any_rows, min_size=tidy, max_size=15))
+    quoting = csv.QUOTE_MINIMAL
+    if not tidy:
+        quoting = draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL, csv.QUOTE_NONNUMERIC, "by hand"]))
     text = io.StringIO()
-    if quoting == "raw":  # joined by hand: stray quotes and commas inside values break the columns
+    if quoting == "by hand":  # stray quotes and commas inside values break the columns
         for row in [header, *rows]:
             text.write(",".join(row) + draw(st.sampled_from(["\n", "\r\n", "\r"])))
     else:
         writer = csv.writer(text, quoting=quoting)
         for row in [header, *rows]:
             writer.writerow(row)
-    encoding = draw(st.sampled_from(["utf-8", "utf-8", "utf-8", "utf-8-sig", "utf-16", "cp1252"]))
+    encoding = draw(st.sampled_from(["utf-8", "utf-8-sig"] if tidy else ["utf-8", "utf-8-sig", "utf-16", "cp1252"]))
     errors = "surrogatepass" if encoding.startswith("utf-8") else "replace"
     return text.getvalue().encode(encoding, errors), header, fitting
 
@@ -230,7 +230,8 @@ def compressed(content: bytes, how: str) -> bytes:
 def upload_requests(draw) -> dict:
     """What one upload POST sends: the file's bytes and name, `format` and `column_mapping` (None: absent).
 
-    Mostly the fields a client would send for the file (so that the file itself gets read), else anything.
+    Five in six send the fields a client would send for the file (so that the file itself gets read), the
+    others any format and any mapping.
     """
     task = draw(st.sampled_from(KINDS))
     kind = draw(st.sampled_from(["jsonl", "jsonl", "csv", "csv", "bytes"]))
@@ -257,17 +258,15 @@ def upload_requests(draw) -> dict:
             st.text(st.characters(exclude_categories=("Cs", "Cc")), min_size=1, max_size=40),
         )
     )
-    file_format = draw(
-        st.one_of(
-            st.none(),
-            st.just("auto"),
-            st.just("csv" if kind == "csv" else "jsonl"),
-            st.sampled_from(["jsonl", "csv"]),
-            odd_formats,
-        )
-    )
-    # JSON Lines rows name their fields: a mapping is the exception there.
-    mapping = None if kind == "jsonl" and draw(st.integers(0, 2)) else draw(column_mappings(header, fitting))
+    if draw(st.sampled_from([True] * 5 + [False])):  # the fields a client would send with this file
+        file_format = draw(st.sampled_from([None, "auto", "csv" if kind == "csv" else "jsonl"]))
+        found_without_mapping = kind == "jsonl" or bool(fitting and fitting["input"].strip().lower() == "input")
+        mapping = None if found_without_mapping and draw(st.booleans()) else form_safe(json.dumps(fitting))
+        if kind == "bytes":
+            mapping = None
+    else:
+        file_format = draw(st.one_of(st.none(), st.sampled_from(["auto", "jsonl", "csv"]), odd_formats))
+        mapping = draw(column_mappings(header, fitting))
     return {
         "task": task,
         "content": compressed(content, compression),

@@ -34,6 +34,8 @@ from django.db.models import Avg, Count, Max
 from django.db.models.functions import Coalesce, Length
 from django.utils import timezone
 
+from controlplane import metrics
+from controlplane.logging_context import log_context, set_log_tenant
 from tenants.models import Tenant
 from tenants.services import audit_record
 from training.models import (
@@ -112,7 +114,16 @@ def job_transition(job: TrainingJob, new_state: str, **fields: Any) -> TrainingJ
         job.finished_at = timezone.now()
         job.eta_seconds = None
     job.save()
+    if new_state in TERMINAL_JOB_STATES:
+        seconds = (job.finished_at - job.started_at).total_seconds() if job.started_at else None
+        _count_finished_job(new_state, seconds)
     return job
+
+
+def _count_finished_job(state: str, seconds: float | None) -> None:
+    metrics.TRAINING_JOBS.labels(state=state).inc()
+    if seconds is not None:
+        metrics.TRAINING_JOB_DURATION.labels(state=state).observe(seconds)
 
 
 def training_event_record(job: TrainingJob, message: str, *, level: str = "info", data: dict | None = None) -> None:
@@ -553,10 +564,16 @@ def training_job_run(*, job_id: int, worker: str | None = None) -> str:
     with the reason; they are not raised, so Celery does not retry a job that cannot succeed.
     """
     worker = worker or default_worker_name()
+    with log_context(job_id=job_id):
+        return _training_job_run(job_id, worker)
+
+
+def _training_job_run(job_id: int, worker: str) -> str:
     job, outcome = _claim(job_id, worker)
     if job is None:
         logger.info("training job %s: %s", job_id, outcome)
         return outcome
+    set_log_tenant(job.tenant_id)
     artifact_dir = artifact_root() / artifact_relative_dir(job)
     monitor = _RunMonitor(job, worker)
     try:
