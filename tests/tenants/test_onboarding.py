@@ -119,3 +119,16 @@ def test_admin_pages_render_for_every_model(owner, tenant, admin_client):
     for model in admin.site._registry:
         url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
         assert client.get(url).status_code == 200, url
+
+
+def test_every_product_model_has_an_admin():
+    from django.apps import apps
+    from django.contrib import admin
+
+    missing = [
+        model.__name__
+        for app in ("tenants", "training", "routing")
+        for model in apps.get_app_config(app).get_models()
+        if model not in admin.site._registry
+    ]
+    assert not missing, f"register these models in the admin: {missing}"

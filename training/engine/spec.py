@@ -142,6 +142,10 @@ KNOWN_BASE_MODELS: dict[str, BaseModel] = {
         target_modules=["query", "value"],
         max_length=64,
         hub_id="sentence-transformers/all-MiniLM-L6-v2",
+        # all-MiniLM-L6-v2 was trained for mean pooling, so its [CLS] pooler (which
+        # BertForSequenceClassification feeds to the head) was never tuned; training it in full (150k
+        # parameters) took banking77 held-out accuracy from 0.84 to 0.91 at fewer epochs.
+        modules_to_save=["pooler"],
     ),
     "smollm2-135m": BaseModel(
         name="smollm2-135m",
