@@ -104,12 +104,12 @@ def web_server(env: dict, port: int):
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while True:
             try:
-                urllib.request.urlopen(f"{base}/login/", timeout=2)
+                urllib.request.urlopen(f"{base}/login/", timeout=10)  # the first request loads the app
                 break
-            except (urllib.error.URLError, ConnectionError):
+            except OSError:  # refused, reset or timed out while gunicorn starts
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(Path(log.name).read_text()[-3000:]) from None
                 time.sleep(0.2)
