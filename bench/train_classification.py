@@ -35,6 +35,7 @@ from training.engine import (  # noqa: E402
     resolve_model_dir,
     train,
 )
+from training.engine.modeling import quiet_known_deprecations  # noqa: E402
 
 FIXTURES = REPO_ROOT / "tests" / "fixtures"
 
@@ -55,17 +56,18 @@ def run_baseline(spec: TrainingSpec, examples: list[Example], labels: list[str],
     model_dir = resolve_model_dir(spec.base_model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=len(labels))
-    model = get_peft_model(
-        model,
-        LoraConfig(
-            task_type=TaskType.SEQ_CLS,
-            r=hp.lora_r,
-            lora_alpha=hp.lora_alpha,
-            lora_dropout=hp.lora_dropout,
-            target_modules=spec.base_model.target_modules,
-            modules_to_save=["classifier", *spec.base_model.modules_to_save],
-        ),
-    )
+    with quiet_known_deprecations():
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                task_type=TaskType.SEQ_CLS,
+                r=hp.lora_r,
+                lora_alpha=hp.lora_alpha,
+                lora_dropout=hp.lora_dropout,
+                target_modules=spec.base_model.target_modules,
+                modules_to_save=["classifier", *spec.base_model.modules_to_save],
+            ),
+        )
     label_index = {label: index for index, label in enumerate(labels)}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=hp.learning_rate)
     steps_per_epoch = math.ceil(len(examples) / hp.batch_size)

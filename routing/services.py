@@ -36,6 +36,10 @@ MAX_OUTCOMES_PER_BATCH = 1000
 # A reported input or answer longer than this is refused: it is not a request a small model serves, and
 # one report must not be able to store megabytes.
 MAX_OUTCOME_TEXT_CHARS = 100_000
+# Token counts per request, input and output each. The largest context windows today hold ~10 million tokens;
+# a larger count is a unit error (characters, bytes) or a sum over many requests, and it would overflow the
+# daily saving (a 14-digit decimal) after a few reports.
+MAX_OUTCOME_TOKENS = 10_000_000
 MAX_CACHE_MAX_AGE = 24 * 3600
 OUTCOME_FIELDS = frozenset(
     (
@@ -517,13 +521,54 @@ def _optional_text(item: dict, name: str) -> str:
     return value
 
 
+def _text_problem(text: str) -> str | None:
+    """Why `text` cannot be stored (PostgreSQL refuses NUL in text and jsonb) or sent back in a response
+    (a lone surrogate, which JSON escapes such as \\ud800 produce, is not valid Unicode); None when it can."""
+    if "\x00" in text:
+        return "a NUL character (\\u0000)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "invalid Unicode (a lone surrogate such as \\ud800)"
+    return None
+
+
+def _check_storable_text(item: dict) -> None:
+    """Refuse an outcome with a string, anywhere in it (keys included), that cannot be stored or shown.
+
+    Runs before any other check, so that no later message repeats such a string back to the caller.
+    """
+    for name, value in item.items():
+        problem = _text_problem(name)
+        if problem:
+            raise _RowInvalid(None, f"a field name contains {problem}")
+        pending = [value]
+        while pending:
+            value = pending.pop()
+            problem = None
+            if isinstance(value, str):
+                problem = _text_problem(value)
+            elif isinstance(value, dict):
+                problem = next(filter(None, map(_text_problem, value)), None)
+                pending.extend(value.values())
+            elif isinstance(value, list):
+                pending.extend(value)
+            if problem:
+                raise _RowInvalid(name, f"'{name}' contains {problem}")
+
+
 def _usage_tokens(usage: dict) -> tuple[int | None, int | None]:
     """Input and output token counts from `usage` ({input,output}_tokens or OpenAI's prompt/completion)."""
     counts = []
     for names in (("input_tokens", "prompt_tokens"), ("output_tokens", "completion_tokens")):
         value = next((usage[name] for name in names if usage.get(name) is not None), None)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise _RowInvalid("usage", f"usage.{names[0]} must be a non-negative whole number, got {value!r}")
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_OUTCOME_TOKENS
+        ):
+            raise _RowInvalid(
+                "usage",
+                f"usage.{names[0]} must be a non-negative whole number of at most {MAX_OUTCOME_TOKENS:,}, got {value!r:.40}",
+            )
         counts.append(value)
     return counts[0], counts[1]
 
@@ -550,6 +595,7 @@ class _CleanOutcome:
 def _clean_outcome(index: int, item, tasks: dict[str, Task], published_rules: dict) -> _CleanOutcome:
     if not isinstance(item, dict):
         raise _RowInvalid(None, f"each outcome must be a JSON object, got {type(item).__name__}")
+    _check_storable_text(item)
     unknown = sorted(set(item) - OUTCOME_FIELDS)
     if unknown:
         raise _RowInvalid(
@@ -752,7 +798,13 @@ def outcomes_record(*, tenant_id: int, outcomes: list, actor: str) -> OutcomeBat
                 "outcomes": f"{len(outcomes):,} outcomes in one request; send at most {MAX_OUTCOMES_PER_BATCH:,} per batch."
             }
         )
-    slugs = {item.get("task") for item in outcomes if isinstance(item, dict) and isinstance(item.get("task"), str)}
+    # Only slugs that can be valid: others (NUL, lone surrogates) would fail the query itself, and their rows
+    # are rejected by _clean_outcome anyway.
+    slugs = {
+        item["task"]
+        for item in outcomes
+        if isinstance(item, dict) and isinstance(item.get("task"), str) and not _text_problem(item["task"])
+    }
     tasks = {task.slug: task for task in Task.objects.for_tenant(tenant_id).filter(slug__in=slugs)}
     published_rules = routing_cache.published_table(tenant_id).decider.raw.get("rules") or {}
     result = OutcomeBatchResult()

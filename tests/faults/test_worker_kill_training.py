@@ -10,10 +10,8 @@ for its one retry, which a new worker then finishes, or, with the attempts used 
 import os
 import signal
 import time
-from datetime import timedelta
 
 import pytest
-from django.utils import timezone
 
 from controlplane.celery_app import Queue
 from tests import factories_jobs
@@ -34,6 +32,9 @@ HEARTBEAT_TIMEOUT = 3
 # 24 training examples one at a time for 20 epochs: 480 steps, 8 to 15 s on two CPU cores. Long enough that
 # the job is surely mid-run when the worker is killed at its first steps, short enough for the retry to finish.
 HYPERPARAMETERS = {"epochs": 20, "batch_size": 1, "learning_rate": 0.01}
+TOTAL_STEPS = 480
+TERMINAL = ("succeeded", "failed", "cancelled")
+NOTHING_REAPED = {"requeued": [], "failed": [], "sent": []}
 
 
 def _worker_env(artifacts, **settings_values) -> dict:
@@ -49,7 +50,6 @@ def _worker_env(artifacts, **settings_values) -> dict:
 
 def _setup(settings, tmp_path, encoder_dir, slug: str):
     settings.ARTIFACT_ROOT = tmp_path / "artifacts"
-    settings.TRAINING_HEARTBEAT_TIMEOUT = HEARTBEAT_TIMEOUT  # the reaper runs in this process
     tenant = make_tenant(slug)
     client = client_for_key(make_api_key(tenant)[1])
     make_tiny_encoder_base_model(encoder_dir)
@@ -75,25 +75,38 @@ def _kill_mid_run(worker, job_id: int) -> TrainingJob:
 
     def training():
         job = TrainingJob.objects.get(pk=job_id)
-        if job.state in ("succeeded", "failed", "cancelled"):
+        if job.state in TERMINAL:
             raise AssertionError(f"job {job_id} ended {job.state} before the kill: {job.error}")
         return job if job.state == "running" and job.step > 0 else None
 
-    before = wait_for(training, timeout=90, interval=0.05, message="the job to be running with a step done")
-    os.killpg(worker.pid, signal.SIGKILL)  # the main process and its prefork child, no chance to clean up
+    wait_for(training, timeout=90, interval=0.05, message="the job to be running with a step done")
+    os.killpg(worker.pid, signal.SIGKILL)  # the main process and its prefork child: no chance to clean up
     worker.wait(timeout=10)
-    time.sleep(HEARTBEAT_SECONDS * 2)  # a heartbeat thread that survived would have written by now
+    time.sleep(0.2)  # a statement the worker sent just before it died has reached the database
+    after_kill = TrainingJob.objects.get(pk=job_id)
+    time.sleep(HEARTBEAT_SECONDS * 3)
     job = TrainingJob.objects.get(pk=job_id)
-    assert before.step < before.total_steps, "the run must be killed mid-training"
-    # Nothing wrote a final state: the row still claims a run, and only the heartbeat tells it is dead.
+    # Nothing writes any more (no heartbeat, no progress), and nothing wrote a final state: the row still
+    # claims a run that is half done. Only the silence of the heartbeat tells that its worker is gone.
+    assert (job.heartbeat_at, job.step) == (after_kill.heartbeat_at, after_kill.step)
     assert job.state == "running" and job.attempts == 1 and job.worker, (job.state, job.attempts)
-    assert job.step < job.total_steps
-    assert timezone.now() - job.heartbeat_at >= timedelta(seconds=HEARTBEAT_SECONDS)
+    assert 0 < job.step < job.total_steps == TOTAL_STEPS, (job.step, job.total_steps)
     return job
 
 
+def _reap_until(outcome: str) -> dict:
+    """Run the reaper (what `training.jobs_reap` does every minute) until it reports a job under `outcome`."""
+
+    def reaped():
+        report = training_jobs_reap()
+        return report if report[outcome] else None
+
+    return wait_for(reaped, timeout=HEARTBEAT_TIMEOUT + 15, interval=0.25, message=f"the reaper to report {outcome}")
+
+
 def _messages(job_id: int) -> list[str]:
-    return list(TrainingEvent.objects.filter(job_id=job_id).order_by("created_at", "id").values_list("message", flat=True))
+    events = TrainingEvent.objects.filter(job_id=job_id).order_by("created_at", "id")
+    return list(events.values_list("message", flat=True))
 
 
 def test_a_killed_training_run_is_requeued_by_the_reaper_and_a_new_worker_finishes_it(
@@ -104,39 +117,30 @@ def test_a_killed_training_run_is_requeued_by_the_reaper_and_a_new_worker_finish
 
     with celery_worker(queues=[Queue.TRAINING.value], extra_env=env) as first:
         job_id = _start_job(client, task)
-        killed = _kill_mid_run(first, job_id)
-    # A fresh heartbeat means a live worker: the reaper leaves the job alone until the timeout has passed.
-    assert killed.heartbeat_at > timezone.now() - timedelta(seconds=HEARTBEAT_TIMEOUT)
-    assert training_jobs_reap() == {"requeued": [], "failed": [], "sent": []}
+        _kill_mid_run(first, job_id)
+    # Within the timeout a silent heartbeat may be a slow database write: the reaper leaves the job alone.
+    settings.TRAINING_HEARTBEAT_TIMEOUT = 600
+    assert training_jobs_reap() == NOTHING_REAPED
     assert TrainingJob.objects.get(pk=job_id).state == "running"
 
-    # The dead worker's message is gone (file broker) or invisible for hours (Redis), so the job comes back
-    # only through the reaper, which sends it again once it has put it back in the queue.
+    # The dead worker's message is gone (the file broker deletes it when fetched) or invisible for hours
+    # (Redis' visibility timeout): the job comes back through the reaper, which queues it and sends it again.
+    settings.TRAINING_HEARTBEAT_TIMEOUT = HEARTBEAT_TIMEOUT
     with celery_worker(queues=[Queue.TRAINING.value], extra_env=env) as second:
-        started = time.monotonic()
-        report = wait_for(
-            lambda: (lambda r: r if r["requeued"] else None)(training_jobs_reap()),
-            timeout=HEARTBEAT_TIMEOUT + 10,
-            interval=0.25,
-            message="the reaper to requeue the silent job",
-        )
-        reaped_after = time.monotonic() - started
+        report = _reap_until("requeued")
         assert report == {"requeued": [job_id], "failed": [], "sent": [job_id]}, report
-        finished = wait_for(
-            lambda: (lambda j: j if j["state"] in ("succeeded", "failed", "cancelled") else None)(
-                client.get(f"/api/v1/training-jobs/{job_id}").json()
-            ),
-            timeout=120,
-            interval=0.5,
-            message="the retried job to finish",
-        )
+
+        def finished():
+            body = client.get(f"/api/v1/training-jobs/{job_id}").json()
+            return body if body["state"] in TERMINAL else None
+
+        body = wait_for(finished, timeout=120, interval=0.5, message="the retried job to finish")
         log = second.log_path.read_text()
 
-    assert finished["state"] == "succeeded", (finished, log[-3000:])
-    assert finished["attempts"] == 2 and finished["error"] == ""
-    assert finished["progress"]["step"] == finished["progress"]["total_steps"] == 480
-    assert reaped_after < HEARTBEAT_TIMEOUT + 5
-    # The second attempt trained from scratch into its own folder and made exactly one model version.
+    assert body["state"] == "succeeded", (body, log[-3000:])
+    assert body["attempts"] == 2 and body["error"] == ""
+    assert body["progress"]["step"] == body["progress"]["total_steps"] == TOTAL_STEPS
+    # The second attempt trained from the start into its own folder and made exactly one model version.
     version = ModelVersion.objects.get(job_id=job_id)
     assert version.name == "tickets-v1" and version.artifact_path.endswith("/attempt-2")
     assert (settings.ARTIFACT_ROOT / version.artifact_path / "adapter_model.safetensors").is_file()
@@ -148,12 +152,14 @@ def test_a_killed_training_run_is_requeued_by_the_reaper_and_a_new_worker_finish
         "Started (attempt 2 of 2).",
     ]
     assert tenant_running_job_count(tenant) == 0
+    assert training_jobs_reap() == NOTHING_REAPED
 
 
 def test_a_killed_training_run_with_no_attempts_left_fails_with_the_reason(
     transactional_db, settings, tmp_path, jobs_tiny_encoder_dir
 ):
     settings.TRAINING_MAX_ATTEMPTS = 1
+    settings.TRAINING_HEARTBEAT_TIMEOUT = HEARTBEAT_TIMEOUT
     tenant, client, task = _setup(settings, tmp_path, jobs_tiny_encoder_dir, "kill-train-fail")
     env = _worker_env(settings.ARTIFACT_ROOT, TRAINING_MAX_ATTEMPTS=1)
 
@@ -162,12 +168,7 @@ def test_a_killed_training_run_with_no_attempts_left_fails_with_the_reason(
         _kill_mid_run(worker, job_id)
     assert tenant_running_job_count(tenant) == 1  # the dead run still holds the tenant's only slot
 
-    report = wait_for(
-        lambda: (lambda r: r if r["failed"] else None)(training_jobs_reap()),
-        timeout=HEARTBEAT_TIMEOUT + 10,
-        interval=0.25,
-        message="the reaper to fail the silent job",
-    )
+    report = _reap_until("failed")
     assert report == {"requeued": [], "failed": [job_id], "sent": []}, report
     body = client.get(f"/api/v1/training-jobs/{job_id}").json()
     assert body["state"] == "failed" and body["attempts"] == 1 and body["finished_at"], body
@@ -178,6 +179,6 @@ def test_a_killed_training_run_with_no_attempts_left_fails_with_the_reason(
     assert not ModelVersion.objects.filter(job_id=job_id).exists()
     assert tenant_running_job_count(tenant) == 0  # the slot is free for the tenant's next job
     # Reaping again changes nothing: the failed job stays failed, with its one error event.
-    assert training_jobs_reap() == {"requeued": [], "failed": [], "sent": []}
+    assert training_jobs_reap() == NOTHING_REAPED
     assert TrainingJob.objects.get(pk=job_id).state == "failed"
     assert TrainingEvent.objects.filter(job_id=job_id, level="error").count() == 1

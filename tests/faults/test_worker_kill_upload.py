@@ -28,7 +28,7 @@ from tests.factories_examples import SUPPORT_LABELS, make_task, post_upload
 from tests.worker import celery_worker, wait_for
 from training.ingest import content_hash
 from training.models import Example, ExampleUpload, UploadRowError
-from training.services.examples import uploads_fail_stalled
+from training.services.examples import ERRORS_PREVIEW_SIZE, uploads_fail_stalled
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("integration")]
 
@@ -90,14 +90,14 @@ def _assert_stored_rows_match(upload: ExampleUpload, rows: list[dict]) -> None:
     assert stored == hashes
     errors = list(UploadRowError.objects.filter(upload_id=upload.pk).values_list("line", flat=True))
     assert len(errors) == upload.rejected and set(errors) == rejected_lines
+    # The first errors shown on the upload: each once, in file order, across the kill and the resume.
+    assert [error["line"] for error in upload.errors_preview] == sorted(rejected_lines)[:ERRORS_PREVIEW_SIZE]
 
 
 @pytest.fixture
 def traffic(transactional_db, settings, tmp_path):
-    """A tenant, a task, its client and the generated file; settings for the test process's side."""
+    """A tenant, a task, its client, the generated file, and the worker's environment."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
-    settings.INGEST_HEARTBEAT_STALE_SECONDS = STALE_SECONDS  # the resume endpoint's lease check
-    settings.INGEST_STALLED_FAIL_SECONDS = STALE_SECONDS  # the sweep
     tenant = make_tenant("kill-upload")
     client = client_for_key(make_api_key(tenant)[1])
     task = make_task(tenant, slug="tickets", labels=list(SUPPORT_LABELS))
@@ -126,8 +126,8 @@ def _upload_and_kill(client, task, content: bytes, env: dict) -> ExampleUpload:
         wait_for(some_batches_committed, timeout=60, interval=0.02, message="the worker to commit a few batches")
         os.killpg(worker.pid, signal.SIGKILL)  # the main process and its prefork child, mid-batch
         worker.wait(timeout=10)
+        time.sleep(0.2)  # a commit the worker sent just before it died has reached the database
     upload = ExampleUpload.objects.get(pk=upload_id)
-    print('DEBUG killed at', upload.rows_read, upload.heartbeat_at)
     # Killed mid-file, and nothing wrote a final state: only the stale lease tells that the worker is gone.
     assert upload.status == "processing" and upload.attempts == 1, (upload.status, upload.message)
     assert 0 < upload.rows_read < ROWS, upload.rows_read
@@ -136,14 +136,11 @@ def _upload_and_kill(client, task, content: bytes, env: dict) -> ExampleUpload:
 
 
 def _wait_finished(client, upload_id: int) -> dict:
-    return wait_for(
-        lambda: (lambda body: body if body["status"] in TERMINAL else None)(
-            client.get(f"/api/v1/uploads/{upload_id}").json()
-        ),
-        timeout=120,
-        interval=0.25,
-        message="the upload to finish",
-    )
+    def finished():
+        body = client.get(f"/api/v1/uploads/{upload_id}").json()
+        return body if body["status"] in TERMINAL else None
+
+    return wait_for(finished, timeout=120, interval=0.25, message="the upload to finish")
 
 
 def _assert_finished_like_one_pass(body: dict, rows: list[dict], log: str) -> None:
@@ -158,7 +155,7 @@ def _assert_finished_like_one_pass(body: dict, rows: list[dict], log: str) -> No
     _assert_stored_rows_match(ExampleUpload.objects.get(pk=body["id"]), rows)
 
 
-def test_an_upload_killed_mid_file_keeps_exact_counts_and_resumes_after_its_checkpoint(traffic):
+def test_an_upload_killed_mid_file_keeps_exact_counts_and_resumes_after_its_checkpoint(traffic, settings):
     client, task, rows, content, env = traffic
     expected, _, _ = _one_pass(rows)
     assert expected.rejected > 1000 and expected.duplicates > 1000  # the file exercises every outcome
@@ -168,10 +165,12 @@ def test_an_upload_killed_mid_file_keeps_exact_counts_and_resumes_after_its_chec
     checkpoint = killed.last_line
 
     # While the lease is fresh the worker might still be alive: the endpoint refuses to start a second run.
+    settings.INGEST_HEARTBEAT_STALE_SECONDS = 600
     refused = client.post(f"/api/v1/uploads/{killed.pk}/resume")
     assert refused.status_code == 400, refused.content
     assert "being processed now" in refused.content.decode()
 
+    settings.INGEST_HEARTBEAT_STALE_SECONDS = STALE_SECONDS
     with celery_worker(queues=[Queue.INGEST.value], extra_env=env) as worker:
         wait_for(
             lambda: client.post(f"/api/v1/uploads/{killed.pk}/resume").status_code == 202,
@@ -179,24 +178,22 @@ def test_an_upload_killed_mid_file_keeps_exact_counts_and_resumes_after_its_chec
             interval=0.25,
             message="the resume endpoint to accept the stalled upload",
         )
-        resumed_at = time.monotonic()
         body = _wait_finished(client, killed.pk)
-        resume_seconds = time.monotonic() - resumed_at
         log = worker.log_path.read_text()
 
-    print('DEBUG resume took', resume_seconds)
     _assert_finished_like_one_pass(body, rows, log)
     assert body["attempts"] == 1  # the resume reset the claim count; the new worker claimed it once
     assert f"processing from line {checkpoint + 1}" in log, log[-3000:]
-    assert resume_seconds < 60
 
 
-def test_a_killed_upload_is_failed_by_the_sweep_with_exact_counts_and_can_be_resumed(traffic):
+def test_a_killed_upload_is_failed_by_the_sweep_with_exact_counts_and_can_be_resumed(traffic, settings):
     client, task, rows, content, env = traffic
 
     killed = _upload_and_kill(client, task, content, env)
     # No worker is left, and none will get the message again: the sweep is what ends the upload.
-    assert uploads_fail_stalled() == 0  # not yet: the lease is still fresh
+    settings.INGEST_STALLED_FAIL_SECONDS = 600
+    assert uploads_fail_stalled() == 0  # not yet: the worker has been silent for less than that
+    settings.INGEST_STALLED_FAIL_SECONDS = STALE_SECONDS
     wait_for(lambda: uploads_fail_stalled() == 1, timeout=STALE_SECONDS + 10, interval=0.25, message="the sweep")
     failed = ExampleUpload.objects.get(pk=killed.pk)
     assert failed.status == "failed" and failed.finished_at is not None and failed.heartbeat_at is None

@@ -15,6 +15,7 @@ from tests.factories_examples import make_task
 from tests.fuzz import (
     SLOW_EXAMPLES,
     assert_error_envelope,
+    assert_examples_fit_their_task,
     assert_not_server_error,
     deeply_nested,
     example_rows,
@@ -22,16 +23,25 @@ from tests.fuzz import (
     json_bytes,
     json_modes,
     json_values,
+    long_values,
+    note,
 )
 from training.models import Example, ExampleSource
 
 pytestmark = pytest.mark.django_db
 
 KINDS = ["classification", "extraction"]
-row_lists = st.lists(example_rows, max_size=25)
-json_bodies = st.one_of(
-    row_lists.map(lambda rows: {"examples": rows}),
-    row_lists,  # a bare array is accepted too
+
+
+def batches(kind: str) -> st.SearchStrategy:
+    """Batches of rows for a task of `kind`, as {"examples": [...]} or a bare array."""
+    rows = st.lists(example_rows(kind), min_size=1, max_size=25)
+    return st.one_of(rows.map(lambda rows: {"examples": rows}), rows)
+
+
+kinds_and_batches = st.sampled_from(KINDS).flatmap(lambda kind: st.tuples(st.just(kind), batches(kind)))
+# Any JSON at all: no "examples", not a list, an empty list, nested junk.
+odd_bodies = st.one_of(
     st.fixed_dictionaries({"examples": json_values}),
     st.dictionaries(st.sampled_from(["rows", "example", "data", "Examples"]), json_values, max_size=2),
     json_values,
@@ -43,7 +53,6 @@ RAW_BODIES = [
     b"{",
     b'{"examples": [{"input": NaN, "output": "billing"}]}',
     b'{"examples": [{"input": "x", "output": "billing", "usage": {"input_tokens": Infinity}}]}',
-    b'{"examples": [{"input": "x", "output": "billing", "usage": {"input_tokens": ' + b"9" * 5000 + b"}}]}",
     b'{"examples": [{"input": "x", "output": "billing"}]',
     b'\xef\xbb\xbf{"examples": [{"input": "x", "output": "billing"}]}',
     b'{"examples": [{"input": "\xff\xfe", "output": "billing"}]}',
@@ -51,7 +60,11 @@ RAW_BODIES = [
     b"null",
     b'"examples"',
 ]
-raw_bodies = st.one_of(st.sampled_from(RAW_BODIES), st.binary(max_size=64))
+raw_bodies = st.one_of(
+    st.sampled_from(RAW_BODIES),
+    long_values((b'{"examples": [{"input": "x", "output": "billing", "usage": {"input_tokens": ', b"9", 5000, b"}}]}")),
+    st.binary(max_size=64),
+)
 
 
 @pytest.fixture
@@ -78,7 +91,7 @@ def check_batch(client, task, body: bytes, sent, content_type: str = "applicatio
     assert_not_server_error(response)
     stored = Example.objects.filter(task=task).count() - before
     if response.status_code != 200:
-        assert_error_envelope(response)
+        note(f"refused with {response.status_code} {assert_error_envelope(response)['code']}")
         assert stored == 0, "a refused batch stored rows"
         return
     result = response.json()
@@ -91,9 +104,10 @@ def check_batch(client, task, body: bytes, sent, content_type: str = "applicatio
     indexes = [error["row"] for error in result["errors"]]
     assert len(set(indexes)) == len(indexes) and all(0 <= index < len(rows) for index in indexes), result
     assert all(error["message"] and error["code"] for error in result["errors"]), result
-    if stored:
-        newest = Example.objects.filter(task=task).order_by("-id")[:stored]
-        assert {example.source for example in newest} == {ExampleSource.API}
+    newest = list(Example.objects.filter(task=task).select_related("task").order_by("-id")[:stored])
+    assert all(example.source == ExampleSource.API for example in newest)
+    assert_examples_fit_their_task(newest)
+    note(f"rows accepted: {'some' if stored else 'none'}, rejected: {'some' if result['rejected'] else 'none'}")
 
 
 def fuzz_json_bodies(client, tasks, kind, body, mode) -> None:
@@ -108,13 +122,20 @@ def fuzz_json_bodies(client, tasks, kind, body, mode) -> None:
     check_batch(client, tasks[kind], json_bytes(body, mode), body)
 
 
-@fuzz_settings(max_examples=150)
-@given(kind=st.sampled_from(KINDS), body=json_bodies, mode=json_modes)
-def test_any_json_batch_is_accounted_for_or_refused(writer, tasks, kind, body, mode):
+@fuzz_settings(max_examples=120)
+@given(kind_and_body=kinds_and_batches, mode=json_modes)
+def test_any_batch_of_rows_is_accounted_for(writer, tasks, kind_and_body, mode):
+    kind, body = kind_and_body
     fuzz_json_bodies(writer, tasks, kind, body, mode)
 
 
 @fuzz_settings(max_examples=60)
+@given(kind=st.sampled_from(KINDS), body=odd_bodies, mode=json_modes)
+def test_any_json_body_is_accounted_for_or_refused(writer, tasks, kind, body, mode):
+    fuzz_json_bodies(writer, tasks, kind, body, mode)
+
+
+@fuzz_settings(max_examples=40)
 @given(
     kind=st.sampled_from(KINDS),
     body=raw_bodies,
@@ -141,6 +162,7 @@ def test_a_batch_over_the_row_limit_is_refused_whole(writer, tasks):
 
 @pytest.mark.slow
 @fuzz_settings(max_examples=SLOW_EXAMPLES)
-@given(kind=st.sampled_from(KINDS), body=json_bodies, mode=json_modes)
-def test_any_json_batch_long_run(writer, tasks, kind, body, mode):
+@given(kind_and_body=kinds_and_batches, mode=json_modes)
+def test_any_batch_of_rows_long_run(writer, tasks, kind_and_body, mode):
+    kind, body = kind_and_body
     fuzz_json_bodies(writer, tasks, kind, body, mode)

@@ -15,7 +15,7 @@ import json
 
 import pytest
 from django.test import override_settings
-from hypothesis import event, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import client_for_key
@@ -26,12 +26,15 @@ from tests.fuzz import (
     SLOW_EXAMPLES,
     VALID_OUTPUTS,
     assert_error_envelope,
+    assert_examples_fit_their_task,
     assert_not_server_error,
     example_rows,
     fuzz_settings,
     json_bytes,
     json_modes,
     json_values,
+    long_values,
+    note,
     numbers,
     plausible_rows,
     texts,
@@ -53,7 +56,6 @@ JUNK_LINES = [
     b"[1, 2]",
     b'"just a string"',
     b'{"input": NaN, "output": "billing"}',
-    b'{"input": "x", "output": "billing", "usage": {"input_tokens": ' + b"9" * 5000 + b"}}",
     b'{"input": 1e999, "output": "billing"}',
     b'{"input": "\\ud800", "output": "billing"}',
     b'{"input": "a\\u0000b", "output": "billing"}',
@@ -64,9 +66,14 @@ JUNK_LINES = [
     b'{"input": "\xed\xa0\x80", "output": "billing"}',
     b'{"input": "x", "output": "billing"}\r',
     b'{"input": "x", "input": "y", "output": "billing"}',
-    b"[" * 300 + b"]" * 300,
-    b'{"input": ' + b"[" * 300 + b"]" * 300 + b', "output": "billing"}',
 ]
+
+long_junk_lines = long_values(
+    (b'{"input": "x", "output": "billing", "usage": {"input_tokens": ', b"9", 5000, b"}}"),
+    (b"", b"[", 300, b"]" * 300),
+    (b'{"input": ', b"[" * 300 + b"]" * 300, 1, b', "output": "billing"}'),
+    (b'{"input": "', b"long ", 30_000, b'", "output": "billing"}'),
+)
 
 
 def jsonl_files(kind: str) -> st.SearchStrategy:
@@ -74,7 +81,7 @@ def jsonl_files(kind: str) -> st.SearchStrategy:
     optional fields, one per line); the others mix rows of any shape, junk lines, CRLF, blank lines, a BOM."""
     tidy = st.lists(plausible_rows(kind).map(lambda row: json_bytes(row, "ascii") + b"\n"), min_size=1, max_size=20)
     row = st.tuples(example_rows(kind), json_modes).map(lambda pair: json_bytes(*pair))
-    line = st.one_of(row, row, row, row, st.sampled_from(JUNK_LINES), st.binary(max_size=48))
+    line = st.one_of(row, row, row, row, st.sampled_from(JUNK_LINES), long_junk_lines, st.binary(max_size=48))
     messy = st.builds(
         lambda lines, separator, bom, end: (b"\xef\xbb\xbf" if bom else b"") + separator.join(lines) + end,
         st.lists(line, min_size=1, max_size=20),
@@ -203,9 +210,6 @@ FILE_NAMES = [
     ".jsonl",
     "name with spaces.csv",
     "semi;colon.jsonl",
-    "a" * 300 + ".csv",
-    "é" * 200 + ".jsonl",
-    "\U0001f600" * 70 + ".csv",
 ]
 odd_formats = st.one_of(st.sampled_from(["AUTO", " csv ", "json", "xml", "", "\x00"]), texts.map(form_safe))
 
@@ -249,6 +253,7 @@ def upload_requests(draw) -> dict:
             st.just(natural_name),
             st.just(natural_name),
             st.sampled_from(FILE_NAMES),
+            long_values(("", "a", 300, ".csv"), ("", "\u00e9", 200, ".jsonl"), ("", "\U0001f600", 70, ".csv")),
             st.text(st.characters(exclude_categories=("Cs", "Cc")), min_size=1, max_size=40),
         )
     )
@@ -309,7 +314,7 @@ def check_upload(client, tasks, sent: dict) -> None:
     response = client.post(f"/api/v1/tasks/{task.slug}/uploads", payload, format="multipart")
     assert_not_server_error(response)
     if response.status_code != 202:
-        event(f"refused with {response.status_code} {assert_error_envelope(response)['code']}")
+        note(f"refused with {response.status_code} {assert_error_envelope(response)['code']}")
         return
     upload_id = response.json()["id"]
     with override_settings(INGEST_MAX_LINE_BYTES=sent["line_limit"], INGEST_BATCH_SIZE=sent["batch_size"]):
@@ -321,8 +326,8 @@ def check_upload(client, tasks, sent: dict) -> None:
 def check_processed(client, upload: ExampleUpload) -> None:
     """The finished upload's counters add up and agree with the stored rows, the API and the reports."""
     assert upload.status in (UploadStatus.SUCCEEDED, UploadStatus.STOPPED, UploadStatus.FAILED), upload.status
-    event(f"upload {upload.status}")
-    event(f"rows accepted: {'some' if upload.accepted else 'none'}, rejected: {'some' if upload.rejected else 'none'}")
+    note(f"upload {upload.status}")
+    note(f"rows accepted: {'some' if upload.accepted else 'none'}, rejected: {'some' if upload.rejected else 'none'}")
     assert upload.message, "a finished upload says what happened"
     assert "internal error" not in upload.message, upload.message
     assert upload.accepted + upload.rejected + upload.duplicates == upload.rows_read, (
@@ -331,9 +336,10 @@ def check_processed(client, upload: ExampleUpload) -> None:
         upload.duplicates,
         upload.rows_read,
     )
-    stored = Example.objects.filter(upload=upload)
-    assert stored.count() == upload.accepted
-    assert not stored.exclude(source=ExampleSource.UPLOAD).exists()
+    stored = list(Example.objects.filter(upload=upload).select_related("task"))
+    assert len(stored) == upload.accepted
+    assert all(example.source == ExampleSource.UPLOAD for example in stored)
+    assert_examples_fit_their_task(stored)
     assert UploadRowError.objects.filter(upload=upload).count() == upload.rejected
     assert len(upload.errors_preview) == min(upload.rejected, ERRORS_PREVIEW_SIZE)
     if upload.status == UploadStatus.SUCCEEDED:
@@ -355,7 +361,7 @@ def check_processed(client, upload: ExampleUpload) -> None:
     assert all(json.loads(line)["message"] for line in lines)
     report = client.get(f"/api/v1/uploads/{upload.pk}/errors", {"format": "csv"})
     assert report.status_code == 200
-    rows = list(csv.reader(io.StringIO(b"".join(report.streaming_content).decode("utf-8"))))
+    rows = list(csv.reader(io.StringIO(b"".join(report.streaming_content).decode("utf-8"), newline="")))
     assert len(rows) == upload.rejected + 1  # the header
 
 

@@ -1,5 +1,6 @@
 """POST /api/v1/routing/outcomes: storage, daily aggregation, feedback examples; drift in /routing/tasks."""
 
+import json
 from datetime import timedelta
 from decimal import Decimal
 
@@ -143,6 +144,37 @@ def test_invalid_rows_are_reported_by_index_and_the_rest_kept(tenant, reporter, 
     assert by_index[5]["field"] == "usage" and "non-negative" in by_index[5]["message"]
     assert by_index[6]["field"] == "fellback" and "unknown field" in by_index[6]["message"]
     assert by_index[7]["field"] is None and "JSON object" in by_index[7]["message"]
+    assert Outcome.objects.for_tenant(tenant).count() == 1
+
+
+def test_text_that_cannot_be_stored_or_shown_is_rejected_by_index(tenant, reporter, rule):
+    # Found by tests/fuzz: lone surrogates (sent as JSON escapes) crashed the slug lookup and the response, NUL
+    # broke PostgreSQL (text and jsonb), and a huge token count overflowed the daily saving: 500s, not row errors.
+    batch = [
+        small(),
+        {**small(), "task": "tick\ud800ets"},
+        {**small(), "task": "tickets\x00"},
+        {**small(), "input": "where is my card \udc00"},
+        {**small(), "usage": {"input_tokens": 10, "note": "\x00"}},
+        {**small(), "request_key": ["\ud800"]},
+        {**small(), "\ud800": 1},
+        {**small(), "usage": {"input_tokens": 10**30, "output_tokens": 1}},
+        {**small(), "usage": {"input_tokens": 10_000_001}},
+    ]
+    # ensure_ascii: the lone surrogates travel as \udXXX escapes, as a client's JSON encoder would send them.
+    response = reporter.generic("POST", URL, json.dumps({"outcomes": batch}), content_type="application/json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["accepted"], body["rejected"]) == (1, 8)
+    by_index = {error["index"]: error for error in body["errors"]}
+    assert by_index[1]["field"] == "task" and "invalid Unicode" in by_index[1]["message"]
+    assert by_index[2]["field"] == "task" and "NUL" in by_index[2]["message"]
+    assert by_index[3]["field"] == "input" and "invalid Unicode" in by_index[3]["message"]
+    assert by_index[4]["field"] == "usage" and "NUL" in by_index[4]["message"]
+    assert by_index[5]["field"] == "request_key"
+    assert by_index[6]["field"] is None and "field name" in by_index[6]["message"]
+    assert by_index[7]["field"] == by_index[8]["field"] == "usage"
+    assert "at most 10,000,000" in by_index[8]["message"]
     assert Outcome.objects.for_tenant(tenant).count() == 1
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from tests.conftest import client_for_key
 from tests.factories import make_api_key
 from tests.factories_examples import assert_counts_add_up, jsonl, make_task, post_upload, upload_and_process
-from training.ingest import assign_split
+from training.ingest import assign_split, formats
 from training.models import Example, ExampleUpload, UploadRowError, UploadStatus
 from training.services import examples as example_services
 
@@ -255,6 +255,33 @@ def test_a_mapping_to_a_column_name_that_cannot_be_stored_is_refused(tenant, adm
     assert response.status_code == 400, response.content
     assert "invalid Unicode" in response.json()["error"]["message"]
     assert not ExampleUpload.objects.exists()
+
+
+def test_a_rejected_row_holding_nul_characters_is_reported_not_fatal(tenant, admin_client):
+    # Found by tests/fuzz on PostgreSQL: the excerpt of a rejected row kept its NUL bytes, which text and jsonb
+    # columns refuse, so the whole upload failed with "an internal error (DataError)".
+    task = make_task(tenant)
+    content = jsonl(support_rows(2)) + b'\x00{"input": "a\x00b"}\n' + b'{"input": "a\\u0000b", "output": "refund"}\n'
+    upload = upload_and_process(admin_client, task, "nul.jsonl", content)
+    assert upload.status == UploadStatus.SUCCEEDED, upload.message
+    assert (upload.rows_read, upload.accepted, upload.rejected) == (4, 2, 2)
+    assert_counts_add_up(upload)
+    excerpts = list(UploadRowError.objects.filter(upload=upload).order_by("line").values_list("raw_excerpt", flat=True))
+    assert "\x00" not in "".join(excerpts) and "\ufffd" in excerpts[0]
+    assert all("\x00" not in error["excerpt"] for error in upload.errors_preview)
+
+
+def test_a_model_name_longer_than_the_column_is_a_counted_row_error(tenant, admin_client):
+    # Found by tests/fuzz: names of 101-255 characters passed the reader and were dropped after the pipeline,
+    # which left its early-stop bookkeeping without the error: the upload failed with an internal error.
+    assert Example._meta.get_field("model").max_length == formats.MAX_MODEL_CHARS
+    task = make_task(tenant)
+    upload = upload_and_process(admin_client, task, "m.jsonl", jsonl([{**support_rows(1)[0], "model": "m" * 101}]))
+    assert (upload.status, upload.rows_read, upload.rejected) == (UploadStatus.SUCCEEDED, 1, 1), upload.message
+    assert upload.errors_preview[0]["field"] == "model" and "at most 100" in upload.errors_preview[0]["message"]
+    rows = [{**support_rows(1, start=5)[0], "model": "m" * 100}, {**support_rows(1, start=6)[0], "model": "m" * 101}]
+    body = admin_client.post(f"/api/v1/tasks/{task.slug}/examples", {"examples": rows}, format="json").json()
+    assert (body["accepted"], body["rejected"]) == (1, 1) and body["errors"][0]["row"] == 1
 
 
 def test_file_over_the_size_limit_answers_413(tenant, admin_client, settings):

@@ -1,8 +1,7 @@
 """The ML engine: LoRA fine-tuning, evaluation, calibration and serving of small models. No Django here.
 
-Importing this package imports torch (transformers loads on first use). Code that only needs specs,
-defaults, metrics or calibration (the web process) should import the torch-free modules directly:
-`training.engine.spec`, `.evaluate`, `.calibrate`, `.data`, `.artifact`.
+Importing this package is cheap: torch, transformers and peft load on the first train() or
+Predictor.load(), so the web process can use the specs, defaults, metrics and calibration freely.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from .evaluate import (
     task_metrics,
     text_metrics,
 )
-from .modeling import Prediction
 from .predict import Predictor, clear_predictor_cache
 from .spec import (
     DEFAULT_HYPERPARAMETERS,
@@ -38,6 +36,7 @@ from .spec import (
     BaseModel,
     Example,
     Hyperparameters,
+    Prediction,
     TrainingSpec,
     default_hyperparameters,
     resolve_model_dir,

@@ -12,38 +12,14 @@ import json
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from .spec import BaseModel, TrainingSpec, resolve_model_dir
+from .spec import BaseModel, Prediction, TrainingSpec, resolve_model_dir
 
 # The fallback prompt for tokenizers without a chat template (tiny test models, plain base models).
 FALLBACK_TEMPLATE = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
-
-
-@dataclass
-class Prediction:
-    """One answer: the output text, its confidence in [0, 1] and whether it agrees with the reference.
-
-    Classification confidence is the softmax maximum; generation confidence is the mean probability of
-    the generated tokens (min_token_probability is the least likely one). `agrees` is None when no
-    reference output is known (serving).
-    """
-
-    output: str
-    confidence: float
-    min_token_probability: float | None = None
-    agrees: bool | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "output": self.output,
-            "confidence": self.confidence,
-            "min_token_probability": self.min_token_probability,
-            "agrees": self.agrees,
-        }
 
 
 def select_device() -> torch.device:

@@ -8,10 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import modeling
 from .artifact import read_artifact_metadata
-from .modeling import Prediction
-from .spec import BaseModel, resolve_model_dir
+from .spec import BaseModel, Prediction, resolve_model_dir
 
 # A worker keeps this many models in memory; a MiniLM classifier is ~90 MB, a 135M causal LM ~550 MB.
 PREDICTOR_CACHE_SIZE = 4
@@ -53,6 +51,8 @@ class Predictor:
     def _load_uncached(cls, artifact_dir: str) -> Predictor:
         from peft import PeftModel
 
+        from . import modeling
+
         metadata = read_artifact_metadata(artifact_dir)
         base_model = BaseModel.from_dict(metadata["base_model"])
         device = modeling.select_device()
@@ -72,6 +72,8 @@ class Predictor:
 
     def predict(self, inputs: Sequence[str], *, batch_size: int | None = None) -> list[Prediction]:
         """One Prediction (output, confidence, min_token_probability for generation) per input."""
+        from . import modeling
+
         inputs = list(inputs)
         max_length = int(self.metadata.get("max_length") or 256)
         if self.task_kind == "classification":

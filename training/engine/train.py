@@ -14,16 +14,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from . import modeling
 from .artifact import ENGINE_ARTIFACT_VERSION, write_artifact_metadata, write_label_map, write_readme
 from .evaluate import evaluate_predictions
-from .modeling import Prediction
-from .spec import Example, TrainingSpec, resolve_model_dir
+from .spec import Example, Prediction, TrainingSpec, resolve_model_dir
 
 # Clip the global gradient norm at 1.0: the usual guard against a rare bad batch blowing up LoRA weights
 # at the high learning rates the small encoders need.
@@ -69,6 +67,9 @@ class TrainingResult:
 
 def set_seed(seed: int) -> None:
     """Seed every RNG that affects training (LoRA init, head init, dropout, shuffling)."""
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -102,6 +103,8 @@ def default_max_new_tokens(tokenizer, train_examples: Sequence[Example], max_len
 
 
 def _linear_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int):
+    import torch
+
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / (warmup_steps + 1)
@@ -113,6 +116,8 @@ def _linear_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_
 def build_peft_model(spec: TrainingSpec, base):
     """Wrap the base model with LoRA; a classifier head is trained in full and saved with the adapter."""
     from peft import LoraConfig, TaskType, get_peft_model
+
+    from . import modeling
 
     hp = spec.hyperparameters
     config = LoraConfig(
@@ -153,6 +158,11 @@ def train(
     `on_progress` gets a Progress after every optimizer step; `should_stop` is polled before every
     micro-batch and a True answer ends the run in that step with `cancelled=True` (nothing is saved).
     """
+    # torch and transformers load here, not at import: the web process imports this package for specs.
+    import torch
+
+    from . import modeling
+
     started = time.perf_counter()
     train_examples = _as_examples(train_examples)
     eval_examples = _as_examples(eval_examples)
@@ -281,7 +291,9 @@ def train(
     artifact_dir = Path(spec.output_dir)
     artifact_dir.mkdir(parents=True, exist_ok=True)
     model.eval()
-    model.save_pretrained(str(artifact_dir))
+    # The vocabulary is never changed, so the embeddings need not be saved (and "auto" would look for the
+    # base model's config.json, which a GGUF-only folder lacks).
+    model.save_pretrained(str(artifact_dir), save_embedding_layers=False)
     if spec.base_model.hub_id:
         # Point serving stacks at the upstream model id rather than this machine's package folder. Patched
         # after saving: save_pretrained would otherwise try to fetch that id's config from the hub.

@@ -37,7 +37,9 @@ BOM = b"\xef\xbb\xbf"
 MAPPABLE_FIELDS = ("input", "output", "timestamp", "model", "input_tokens", "output_tokens")
 # Token counts and model names end up in integer and varchar columns; reject what cannot be stored.
 MAX_TOKEN_COUNT = 2**31 - 1
-MAX_MODEL_CHARS = 255
+# Example.model is a varchar(100). The limit is checked here, while reading, so that the row is rejected where
+# the pipeline counts rejections (a check after the pipeline left its early-stop bookkeeping without the error).
+MAX_MODEL_CHARS = 100
 # Unix seconds up to 2100-01-01; a larger number is almost always milliseconds.
 MAX_UNIX_SECONDS = 4_102_444_800
 _JSONL_EXTENSIONS = (".jsonl", ".ndjson", ".jsonlines", ".json")

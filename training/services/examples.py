@@ -38,7 +38,12 @@ from tenants.services import audit_record
 from training.ingest import IngestCounter, IngestLimits, RowError, TaskRules, UploadRefused, ValidRow, ingest_stream
 from training.ingest.formats import MAPPABLE_FIELDS
 from training.models import Example, ExampleSource, ExampleUpload, Task, UploadStatus
-from training.services.examples_writer import MAX_MODEL_CHARS, BatchTarget, examples_insert, row_errors_insert
+from training.services.examples_writer import (
+    BatchTarget,
+    examples_insert,
+    row_errors_insert,
+    storable_text,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -85,30 +90,6 @@ def task_rules(task: Task) -> TaskRules:
         max_output_chars=int(ingest_setting("INGEST_MAX_OUTPUT_CHARS")),
         eval_share=task.eval_share,
     )
-
-
-def _screen_rows(rows: list[ValidRow], errors: list[RowError], counter: IngestCounter) -> list[ValidRow]:
-    """Reject rows the schema cannot store (a model name over the column's length), keeping counts exact."""
-    if not any(row.model and len(row.model) > MAX_MODEL_CHARS for row in rows):
-        return rows
-    kept = []
-    for row in rows:
-        if row.model and len(row.model) > MAX_MODEL_CHARS:
-            errors.append(
-                RowError(
-                    row.line,
-                    "model",
-                    f"'model' must be a name of at most {MAX_MODEL_CHARS} characters",
-                    row.model[:200],
-                    "invalid_field",
-                )
-            )
-            counter.accepted -= 1
-            counter.rejected += 1
-        else:
-            kept.append(row)
-    errors.sort(key=lambda error: error.line)
-    return kept
 
 
 def _writer_finds_duplicates(hashes: list[str]) -> set[str]:
@@ -169,7 +150,6 @@ def examples_ingest_batch(*, task: Task, rows: Any, actor: str, source: str = Ex
     errors: list[RowError] = []
 
     def write_batch(accepted: list[ValidRow], rejected: list[RowError], last_line: int, counter: IngestCounter):
-        accepted = _screen_rows(accepted, rejected, counter)
         _record_inserted(counter, examples_insert(target=target, rows=accepted, now=now))
         errors.extend(rejected)
 
@@ -469,7 +449,6 @@ class _UploadRun:
         return upload
 
     def write_batch(self, rows: list[ValidRow], errors: list[RowError], last_line: int, counter: IngestCounter):
-        rows = _screen_rows(rows, errors, counter)
         now = timezone.now()
         with transaction.atomic():
             self._locked()
@@ -510,10 +489,10 @@ class _UploadRun:
 def _error_dict(error: RowError) -> dict:
     return {
         "line": error.line,
-        "field": error.field or "",
+        "field": storable_text(error.field or ""),
         "code": error.code,
-        "message": error.message,
-        "excerpt": error.raw_excerpt,
+        "message": storable_text(error.message),
+        "excerpt": storable_text(error.raw_excerpt),
     }
 
 

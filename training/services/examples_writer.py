@@ -26,8 +26,6 @@ from django.db import connection
 from training.ingest import ValidRow
 from training.models import Example, UploadRowError
 
-# Example.model is a varchar(100); the ingest accepts model names up to 255 characters.
-MAX_MODEL_CHARS = Example._meta.get_field("model").max_length
 _TEMP_TABLE = "ingest_example_batch"
 _COPY_COLUMNS = (
     "input", "output", "content_hash", "split", "input_tokens", "output_tokens", "model", "logged_at", "metadata",
@@ -145,6 +143,12 @@ def _bulk_insert(target: BatchTarget, rows: list[ValidRow], now: datetime) -> in
     return len(new)
 
 
+def storable_text(text: str) -> str:
+    """`text` with each NUL shown as U+FFFD: PostgreSQL refuses NUL in text and jsonb, and an error's excerpt
+    quotes the rejected row as it was, NUL characters included."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def row_errors_insert(*, tenant_id: int, upload_id: int, errors: Iterable) -> None:
     """Store rejected rows (`training.ingest.RowError`) for an upload's full error report."""
     UploadRowError.objects.bulk_create(
@@ -153,9 +157,9 @@ def row_errors_insert(*, tenant_id: int, upload_id: int, errors: Iterable) -> No
                 tenant_id=tenant_id,
                 upload_id=upload_id,
                 line=error.line,
-                field=(error.field or "")[:100],
-                message=error.message,
-                raw_excerpt=error.raw_excerpt,
+                field=storable_text((error.field or "")[:100]),
+                message=storable_text(error.message),
+                raw_excerpt=storable_text(error.raw_excerpt),
             )
             for error in errors
         ],

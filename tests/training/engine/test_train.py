@@ -105,7 +105,8 @@ def test_classification_trains_saves_and_reloads_identically(tiny_encoder_dir, t
         id2label={int(k): v for k, v in labels["id2label"].items()},
         label2id=labels["label2id"],
     )
-    plain = PeftModel.from_pretrained(base, str(artifact)).eval()
+    with modeling.quiet_known_deprecations():
+        plain = PeftModel.from_pretrained(base, str(artifact)).eval()
     tokenizer = AutoTokenizer.from_pretrained(artifact)
     batch = tokenizer(["my card has not arrived", "top up"], padding=True, return_tensors="pt")
     with torch.no_grad():
@@ -188,7 +189,10 @@ def test_generation_trains_with_accumulation_saves_and_reloads(tiny_causal_lm_di
     assert [p.output for p in reloaded] == [p.output for p in result.predictions]
     assert [p.confidence for p in reloaded] == pytest.approx([p.confidence for p in result.predictions], abs=1e-6)
 
-    plain = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_causal_lm_dir), str(artifact)).eval()
+    with modeling.quiet_known_deprecations():
+        plain = PeftModel.from_pretrained(
+            AutoModelForCausalLM.from_pretrained(tiny_causal_lm_dir), str(artifact)
+        ).eval()
     ids = torch.tensor([predictor.tokenizer("book a table")["input_ids"]])
     with torch.no_grad():
         assert torch.equal(plain(input_ids=ids).logits, predictor.model(input_ids=ids).logits)
