@@ -175,3 +175,12 @@ def test_product_settings_can_be_set_from_the_environment():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["500", "0.5"]
+
+
+@pytest.mark.django_db
+def test_a_lone_surrogate_echoed_in_an_error_is_a_400_not_a_500(admin_client):
+    response = admin_client.post(
+        "/api/v1/tasks/", data=b'{"slug": "x", "name": "x", "kind": "\\ud800"}', content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid"

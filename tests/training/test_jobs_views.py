@@ -22,6 +22,7 @@ from tests.factories_jobs import (
     make_model_version,
     make_training_job,
 )
+from training.engine import default_hyperparameters
 from training.models import JobState, Split, TrainingJob
 from training.services import jobs as services
 
@@ -60,16 +61,17 @@ def test_the_start_form_shows_readiness_defaults_and_an_estimate(browser, task, 
     assert '<option value="minilm-l6"' in page
     defaults = json.loads(re.search(r'id="base-model-defaults" type="application/json">(.*?)</script>', page).group(1))
     minilm = next(option for option in defaults if option["name"] == "minilm-l6")
-    assert minilm["defaults"]["epochs"] == 15 and minilm["defaults"]["max_length"] == 64
-    # 24 examples * 15 epochs / 60 examples/s = 6 s of training, plus the 15 s allowance.
+    epochs = default_hyperparameters("encoder").epochs
+    assert minilm["defaults"]["epochs"] == epochs and minilm["defaults"]["max_length"] == 64
+    # 24 examples * epochs / 60 examples/s of training, plus the 15 s allowance.
     assert minilm["estimate"] == {
-        "seconds": 21,
+        "seconds": round(24 * epochs / 60.0 + 15),
         "examples_per_second": 60.0,
         "measured": False,
         "text": "under a minute",
     }
     assert 'value="0.95"' in page  # the task's target agreement
-    assert 'placeholder="15"' in page and 'placeholder="0.001"' in page  # defaults, without JavaScript
+    assert f'placeholder="{epochs}"' in page and 'placeholder="0.001"' in page  # defaults, without JavaScript
 
 
 def test_the_estimate_uses_measured_throughput_once_a_job_has_run(browser, task, tenant):
@@ -80,7 +82,9 @@ def test_the_estimate_uses_measured_throughput_once_a_job_has_run(browser, task,
     defaults = json.loads(re.search(r'id="base-model-defaults" type="application/json">(.*?)</script>', page).group(1))
     estimate = next(option for option in defaults if option["name"] == "minilm-l6")["estimate"]
     assert estimate["measured"] is True and estimate["examples_per_second"] == 4.0  # the median
-    assert estimate["seconds"] == round(24 * 15 / 4.0 + 0.2 * 24 * 15 / 4.0)
+    epochs = default_hyperparameters("encoder").epochs
+    training_seconds = 24 * epochs / 4.0
+    assert estimate["seconds"] == round(training_seconds + max(15.0, 0.2 * training_seconds))
 
 
 def test_starting_from_the_form_queues_a_job_and_opens_its_page(browser, task, django_capture_on_commit_callbacks):
