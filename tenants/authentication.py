@@ -17,7 +17,7 @@ from tenants.context import TenantContext
 from tenants.models import ApiKey
 from tenants.selectors import tenant_context_for_user
 from tenants.services import api_key_cache_key, api_key_hash
-from tenants.throttling import blocked_for, client_address, record_failure
+from tenants.throttling import auth_failure_subjects, blocked_for, record_failure
 
 SESSION_TENANT_KEY = "current_tenant_id"
 
@@ -87,7 +87,7 @@ def authenticate_bearer(request) -> TenantContext | None:
         return None
     parts = header.split()
     key = parts[1] if len(parts) == 2 else ""
-    subjects = [f"ip:{client_address(request)}", f"prefix:{key.partition('_')[0][:16]}"]
+    subjects = auth_failure_subjects(request, key)
     wait = blocked_for(subjects)
     if wait:
         raise exceptions.Throttled(wait, detail="Too many failed authentication attempts; retry later.")

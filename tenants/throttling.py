@@ -26,6 +26,11 @@ def client_address(request) -> str:
     return request.META.get("REMOTE_ADDR", "unknown")
 
 
+def auth_failure_subjects(request, api_key: str) -> list[str]:
+    """What a failed API-key authentication counts against: the client address and the key's prefix."""
+    return [f"ip:{client_address(request)}", f"prefix:{api_key.partition('_')[0][:16]}"]
+
+
 def _limits() -> dict[str, int]:
     return {
         "ip": settings.AUTH_FAILURE_LIMIT_PER_ADDRESS,

@@ -21,7 +21,7 @@ from routing.cache import published_table, table_key_context
 from routing.compiler import diff_contents
 from routing.models import RouteRule, RouteTableVersion
 from tenants.scopes import Scope
-from tenants.throttling import blocked_for, client_address, record_failure
+from tenants.throttling import auth_failure_subjects, blocked_for, record_failure
 from tenants.viewsets import TenantScopedViewSet
 from training.models import ModelVersion
 
@@ -96,7 +96,7 @@ def _routing_table(request):
             {"WWW-Authenticate": _WWW_AUTHENTICATE},
         )
     # Failed-authentication throttling as on every API route; the check is a per-process dict lookup.
-    subjects = [f"ip:{client_address(request)}", f"prefix:{parts[1].partition('_')[0][:16]}"]
+    subjects = auth_failure_subjects(request, parts[1])
     wait = blocked_for(subjects)
     if wait:
         return _throttled(wait)
