@@ -39,5 +39,12 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# The routing benchmark (HTTP throughput and p99 against a constant-bytes view; the client's decide()) with wrk,
+# installed from Debian's packages when missing and this runs as root. bench/ingest.py and
+# bench/train_classification.py take longer and are run on their own (README, "Benchmarks").
+bench: setup
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || echo "wrk not installed: the Python load generator will be used"
+	$(PY) bench/routing.py
+
 clean:
 	rm -rf $(VENV) var

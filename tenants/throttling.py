@@ -38,6 +38,11 @@ def _limits() -> dict[str, int]:
     }
 
 
+def any_blocked() -> bool:
+    """Whether this process knows of any block at all: lets a hot path skip building its subjects."""
+    return bool(_local_blocks)
+
+
 def blocked_for(subjects: list[str]) -> int | None:
     """Seconds to wait if any subject ("ip:…", "prefix:…") is blocked, else None."""
     if not _local_blocks:

@@ -1,9 +1,11 @@
 """Routing API: draft rules, published versions (diff, rollback), publishing a model version, the runtime
 table (hot path), decisions for services without the client, outcome reports and per-task statistics."""
 
+import functools
 import time
 
 import orjson
+from django.conf import settings
 from django.http import HttpResponse, HttpResponseNotModified
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
@@ -14,14 +16,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.api.errors import error_body
-from controlplane.metrics import ROUTING_LATENCY, ROUTING_REQUESTS
+from controlplane.metrics import ROUTING_LATENCY, ROUTING_REQUESTS, BatchedRequestMetrics
 from routing import selectors, services
 from routing.api import serializers
 from routing.cache import published_table, table_key_context
 from routing.compiler import diff_contents
 from routing.models import RouteRule, RouteTableVersion
 from tenants.scopes import Scope
-from tenants.throttling import auth_failure_subjects, blocked_for, record_failure
+from tenants.throttling import any_blocked, auth_failure_subjects, blocked_for, record_failure
 from tenants.viewsets import TenantScopedViewSet
 from training.models import ModelVersion
 
@@ -47,15 +49,7 @@ def _etag_listed(header: str, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == etag for tag in header.split(","))
 
 
-_TABLE_LATENCY = ROUTING_LATENCY.labels(endpoint="table")  # label lookups resolved once, off the hot path
-_TABLE_REQUESTS: dict[int, object] = {}
-
-
-def _table_requests(status_code: int):
-    counter = _TABLE_REQUESTS.get(status_code)
-    if counter is None:
-        counter = _TABLE_REQUESTS[status_code] = ROUTING_REQUESTS.labels(endpoint="table", status=str(status_code))
-    return counter
+_TABLE_METRICS = BatchedRequestMetrics(ROUTING_REQUESTS, ROUTING_LATENCY, endpoint="table")
 
 
 @csrf_exempt  # a key-authenticated GET; other methods get the JSON 405 below, not the CSRF page
@@ -63,8 +57,7 @@ def routing_table(request):
     """Serve the table, counting the request and its latency for /metrics."""
     started = time.perf_counter()
     response = _routing_table(request)
-    _TABLE_LATENCY.observe(time.perf_counter() - started)
-    _table_requests(response.status_code).inc()
+    _TABLE_METRICS.record(response.status_code, time.perf_counter() - started)
     return response
 
 
@@ -95,15 +88,16 @@ def _routing_table(request):
             "Malformed Authorization header; expected 'Authorization: Bearer <api key>'.",
             {"WWW-Authenticate": _WWW_AUTHENTICATE},
         )
-    # Failed-authentication throttling as on every API route; the check is a per-process dict lookup.
-    subjects = auth_failure_subjects(request, parts[1])
-    wait = blocked_for(subjects)
-    if wait:
-        return _throttled(wait)
+    # Failed-authentication throttling as on every API route; while no block is in force in this process the
+    # check is one dict test.
+    if any_blocked():
+        wait = blocked_for(auth_failure_subjects(request, parts[1]))
+        if wait:
+            return _throttled(wait)
     try:
         context = table_key_context(parts[1])
     except exceptions.AuthenticationFailed as error:
-        wait = record_failure(subjects)
+        wait = record_failure(auth_failure_subjects(request, parts[1]))
         if wait:
             return _throttled(wait)
         return _error(401, error.get_codes(), str(error.detail), {"WWW-Authenticate": _WWW_AUTHENTICATE})
@@ -123,13 +117,18 @@ def _routing_table(request):
     return response
 
 
-_BENCH_BODY = b'{"version":0,"rules":{},"default":{"route":"frontier","model":null}}'
+@functools.cache
+def _bench_body() -> bytes:
+    """Constant JSON bytes, padded to settings.ROUTING_BENCH_BODY_BYTES (bench/routing.py sets the size of the
+    table it benchmarks, so that both answers carry the same number of bytes)."""
+    body = b'{"version":0,"rules":{},"default":{"route":"frontier","model":null},"padding":""}'
+    return body[:-2] + b"x" * max(0, getattr(settings, "ROUTING_BENCH_BODY_BYTES", 0) - len(body)) + body[-2:]
 
 
 def bench_constant(request):
     """Constant bytes through the same middleware and URL routing as the table: the ceiling of this stack for
     bench/routing.py (mounted only when settings.ROUTING_BENCH_VIEW is true, never in a deployment)."""
-    return HttpResponse(_BENCH_BODY, content_type="application/json")
+    return HttpResponse(_bench_body(), content_type="application/json")
 
 
 # --- decisions and outcomes ---------------------------------------------------------------------------------
