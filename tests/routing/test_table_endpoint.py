@@ -280,3 +280,16 @@ def test_table_endpoint_throttles_failed_keys_and_counts_requests(client, settin
     assert response.json()["error"]["code"] == "throttled"
     BatchedRequestMetrics.flush_all()  # what a /metrics scrape does first
     assert ROUTING_REQUESTS.labels(endpoint="table", status="429")._value.get() >= 3
+
+
+def test_the_benchmark_baseline_answers_valid_json_of_the_requested_size(settings):
+    import json
+
+    from routing.api.views import _bench_body
+
+    for size in (0, 1109, 5000):
+        settings.ROUTING_BENCH_BODY_BYTES = size
+        _bench_body.cache_clear()
+        body = _bench_body()
+        assert len(body) == max(size, 81) and json.loads(body)["default"] == {"route": "frontier", "model": None}
+    _bench_body.cache_clear()
