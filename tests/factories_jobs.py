@@ -29,6 +29,7 @@ def make_base_model(name: str = "minilm-l6", **fields) -> BaseModel:
         "architecture": BaseModel.Architecture.ENCODER,
         "task_kinds": ["classification"],
         "target_modules": ["query", "value"],
+        "modules_to_save": ["pooler"] if name == "minilm-l6" else [],  # as the catalogue seeds it
         "max_length": 64,
         "needs_gpu": False,
     }

@@ -3,6 +3,7 @@
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
@@ -181,7 +182,13 @@ class BaseModel(models.Model):
     gguf_file = models.CharField(max_length=200, blank=True)
     architecture = models.CharField(max_length=12, choices=Architecture.choices)
     task_kinds = models.JSONField(default=list)
-    target_modules = models.JSONField(default=list)
+    target_modules = models.JSONField(default=list, help_text="Module names that get LoRA adapters.")
+    modules_to_save = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Modules trained in full and saved with the adapter, besides the classification head (which "
+        'always is): ["pooler"] for sentence encoders such as MiniLM, whose pooler was trained for similarity.',
+    )
     max_length = models.PositiveIntegerField(default=128)
     needs_gpu = models.BooleanField(default=False)
     default_hyperparameters = models.JSONField(default=dict, blank=True)
@@ -193,6 +200,17 @@ class BaseModel(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        errors = {}
+        for field in ("target_modules", "modules_to_save"):
+            value = getattr(self, field)
+            if not isinstance(value, list) or not all(isinstance(name, str) and name.strip() for name in value):
+                errors[field] = 'A JSON list of module names, e.g. ["query", "value"].'
+        if not errors.get("target_modules") and not self.target_modules:
+            errors["target_modules"] = "Name at least one module to adapt."
+        if errors:
+            raise ValidationError(errors)
 
 
 class JobState(models.TextChoices):

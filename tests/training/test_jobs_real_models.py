@@ -40,6 +40,7 @@ def _catalogue_row(name: str) -> BaseModel:
         if known.architecture == "encoder"
         else ["extraction", "translation", "generation"],
         target_modules=known.target_modules,
+        modules_to_save=known.modules_to_save,
         max_length=known.max_length,
     )
 

@@ -277,3 +277,31 @@ def test_projected_saving_counts_the_last_30_days_and_estimates_missing_tokens(t
         "avg_input_tokens": 100.0,
         "avg_output_tokens": 10.0,
     }
+
+
+def test_the_catalogues_modules_to_save_are_trained_and_saved_with_the_adapter(
+    tenant_, classification_task, jobs_tiny_encoder_dir
+):
+    """A catalogue row's modules_to_save reach the engine: the pooler is trained in full and shipped in the
+    adapter (MiniLM's catalogue row lists it, as the engine's own entry and the benchmark do)."""
+    import json
+
+    from safetensors import safe_open
+
+    base_model = make_tiny_encoder_base_model(jobs_tiny_encoder_dir, name="tiny-encoder-pooler")
+    base_model.modules_to_save = ["pooler"]
+    base_model.save()
+    job = make_training_job(
+        tenant_,
+        task=classification_task,
+        base_model=base_model,
+        target_agreement=0.0,
+        hyperparameters={"epochs": 1, "batch_size": 8, "learning_rate": 0.01, "max_length": 32},
+    )
+    assert services.training_job_run(job_id=job.pk, worker="test:1") == "succeeded"
+
+    artifact = Path(services.artifact_root()) / ModelVersion.objects.get(job=job).artifact_path
+    config = json.loads((artifact / "adapter_config.json").read_text())
+    assert {"classifier", "pooler"} <= set(config["modules_to_save"])
+    with safe_open(str(artifact / "adapter_model.safetensors"), "pt") as weights:
+        assert any(".pooler." in name for name in weights.keys())

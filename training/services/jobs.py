@@ -515,6 +515,7 @@ def engine_base_model(base_model: BaseModel) -> EngineBaseModel:
         gguf_file=base_model.gguf_file or None,
         architecture=base_model.architecture,
         target_modules=list(base_model.target_modules or []),
+        modules_to_save=list(base_model.modules_to_save or []),
         max_length=base_model.max_length or None,
         hub_id=hub_id,
     )
