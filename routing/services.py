@@ -30,6 +30,7 @@ from tenants.models import Tenant
 from tenants.services import audit_record
 from training.ingest import normalise
 from training.models import ExampleSource, JobState, ModelVersion, Task, TaskKind
+from training.selectors.spend import CHARS_PER_TOKEN
 from training.services.examples import examples_ingest_batch
 
 MAX_OUTCOMES_PER_BATCH = 1000
@@ -681,14 +682,23 @@ def _small_model_cost_share() -> Decimal:
     return share
 
 
+def _tokens(reported: int | None, text: str) -> int:
+    """Reported tokens, else an estimate from the text at CHARS_PER_TOKEN, as the spend dashboard estimates
+    examples logged without usage (0 when neither was sent)."""
+    if reported is not None:
+        return reported
+    return -(-len(text) // CHARS_PER_TOKEN)
+
+
 def _saving(outcome: _CleanOutcome, share: Decimal) -> Decimal:
-    """The frontier spend avoided by one request the small model answered (needs reported token usage)."""
+    """The frontier spend avoided by one request the small model answered: its reported usage at the task's
+    frontier prices, or, without usage, the input and the small model's answer estimated in tokens."""
     if outcome.route != ROUTE_SMALL or outcome.shadow:
         return Decimal(0)
     task = outcome.task
     spend = (
-        Decimal(outcome.input_tokens or 0) * task.price_input_per_million
-        + Decimal(outcome.output_tokens or 0) * task.price_output_per_million
+        Decimal(_tokens(outcome.input_tokens, outcome.input)) * task.price_input_per_million
+        + Decimal(_tokens(outcome.output_tokens, outcome.small_output)) * task.price_output_per_million
     ) / Decimal(1_000_000)
     return spend * (Decimal(1) - share)
 

@@ -87,6 +87,22 @@ def test_a_small_model_cost_share_reduces_the_saving(tenant, reporter, rule, set
     assert daily.realised_saving == 2 * SAVING_PER_REQUEST * Decimal("0.8")
 
 
+def test_without_usage_the_saving_is_estimated_from_the_text(tenant, reporter, rule):
+    """Four characters per token, as the spend dashboard estimates examples logged without usage; a request that
+    reports usage is priced by it, one with neither text nor usage saves nothing that can be counted."""
+    batch = [
+        {"task": "tickets", "route": "small", "confidence": 0.9, "fell_back": False,
+         "input": "x" * 4000, "small_output": "y" * 801},  # 1000 and ceil(801 / 4) = 201 tokens
+        {"task": "tickets", "route": "small", "confidence": 0.9, "fell_back": False,
+         "input": "x" * 4000, "usage": {"output_tokens": 200}},  # the input estimated, the output reported
+        {"task": "tickets", "route": "small", "confidence": 0.9, "fell_back": False},
+    ]  # fmt: skip
+    assert reporter.post(URL, {"outcomes": batch}, format="json").json()["accepted"] == 3
+    daily = OutcomeDaily.objects.for_tenant(tenant).get()
+    expected = (Decimal(1000) * Decimal("2.50") + Decimal(201) * Decimal("10.00")) / Decimal(1_000_000)
+    assert daily.realised_saving == (expected + SAVING_PER_REQUEST).quantize(Decimal("0.000001"))
+
+
 def test_fallbacks_become_examples_deduplicated_and_validated(tenant, reporter, rule):
     batch = [
         fallback("my card has not arrived", "card_arrival", request_key="r-1"),
