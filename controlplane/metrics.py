@@ -52,11 +52,16 @@ class BatchedRequestMetrics:
     values (prometheus_client has no public call that adds several observations at once);
     tests/test_observability.py checks the exposition against plain `observe()` calls, so a change of those
     internals fails a test rather than a scrape.
+
+    A process forked from one that records starts from zero with a thread of its own. (prometheus_client's own
+    multiprocess lock is not reset by the fork: fork before recording, as gunicorn does, not in the middle.)
     """
 
     _instances: "weakref.WeakSet[BatchedRequestMetrics]" = weakref.WeakSet()
     _flusher: threading.Thread | None = None
     _flusher_lock = threading.Lock()
+    _wake = threading.Event()  # set when an instance appears, so that the thread re-plans its sleep
+    IDLE_SECONDS = 1.0  # the thread's sleep when no instance is due sooner
 
     def __init__(self, counter: Counter, histogram: Histogram, *, interval: float = 1.0, **labels: str):
         self._counter = counter
@@ -66,13 +71,16 @@ class BatchedRequestMetrics:
         self._interval = interval
         self._children: dict[int, object] = {}
         self._reset()
-        BatchedRequestMetrics._instances.add(self)
+        with BatchedRequestMetrics._flusher_lock:
+            BatchedRequestMetrics._instances.add(self)
+        BatchedRequestMetrics._wake.set()
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
         self._statuses: dict[int, int] = {}
         self._buckets = [0] * len(self._bounds)
         self._sum = 0.0
+        self._due = time.monotonic() + self._interval  # when the flusher thread hands this batch over next
 
     def record(self, status_code: int, seconds: float) -> None:
         index = bisect_left(self._bounds, seconds)  # the first bucket whose bound is >= seconds, as observe() does
@@ -87,6 +95,7 @@ class BatchedRequestMetrics:
 
     def flush(self) -> None:
         with self._lock:
+            self._due = time.monotonic() + self._interval
             if not self._statuses:
                 return
             statuses, self._statuses = self._statuses, {}
@@ -103,8 +112,13 @@ class BatchedRequestMetrics:
                 value.inc(count)
 
     @classmethod
+    def _live_instances(cls) -> "list[BatchedRequestMetrics]":
+        with cls._flusher_lock:
+            return list(cls._instances)
+
+    @classmethod
     def flush_all(cls) -> None:
-        for instance in list(cls._instances):
+        for instance in cls._live_instances():
             instance.flush()
 
     @classmethod
@@ -116,20 +130,33 @@ class BatchedRequestMetrics:
 
     @classmethod
     def _flush_forever(cls) -> None:
-        while True:
-            intervals = [instance._interval for instance in list(cls._instances) if instance._interval]
-            time.sleep(max(0.05, min(intervals, default=1.0)))
-            try:
-                cls.flush_all()
-            except Exception:  # a metrics write must never end the thread
-                logger.warning("metrics flush failed", exc_info=True)
+        """Hand each instance's batch over when its own interval is due; sleep until the next one is."""
+        try:
+            while True:
+                try:
+                    now = time.monotonic()
+                    next_due = now + cls.IDLE_SECONDS
+                    for instance in cls._live_instances():
+                        if not instance._interval:
+                            continue
+                        if instance._due <= now:
+                            instance.flush()
+                        next_due = min(next_due, instance._due)
+                except Exception:  # a metrics write must never end the thread
+                    logger.warning("metrics flush failed", exc_info=True)
+                    next_due = time.monotonic() + cls.IDLE_SECONDS
+                cls._wake.wait(max(0.01, next_due - time.monotonic()))
+                cls._wake.clear()
+        finally:  # should it end all the same, the next record() starts another
+            cls._flusher = None
 
     @classmethod
     def _after_fork_in_child(cls) -> None:
-        """A forked child has no flusher thread and may have inherited a held lock; the parent reports what it
+        """A forked child has no flusher thread and may have inherited held locks; the parent reports what it
         counted, so the child starts from zero."""
         cls._flusher = None
         cls._flusher_lock = threading.Lock()
+        cls._wake = threading.Event()
         for instance in list(cls._instances):
             instance._reset()
 

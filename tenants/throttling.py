@@ -14,6 +14,7 @@ from django.core.cache import cache
 
 _local_blocks: dict[str, float] = {}  # "ip:1.2.3.4" / "prefix:cp12ab" -> monotonic time the block ends
 _lock = threading.Lock()
+_monotonic = time.monotonic  # a name of its own, so that tests can move this clock alone
 
 
 def client_address(request) -> str:
@@ -39,25 +40,28 @@ def _limits() -> dict[str, int]:
 
 
 def any_blocked() -> bool:
-    """Whether this process knows of any block at all: lets a hot path skip building its subjects."""
+    """Whether this process knows of any block in force: lets a hot path skip building its subjects. (Expired
+    blocks are dropped by the next `blocked_for` call, so this turns false again once they have all ended.)"""
     return bool(_local_blocks)
 
 
 def blocked_for(subjects: list[str]) -> int | None:
-    """Seconds to wait if any subject ("ip:…", "prefix:…") is blocked, else None."""
+    """Seconds to wait if any subject ("ip:…", "prefix:…") is blocked, else None. Drops every expired block,
+    including those of callers that never came back."""
     if not _local_blocks:
         return None
-    now = time.monotonic()
+    now = _monotonic()
+    expired = [subject for subject, until in list(_local_blocks.items()) if until <= now]
+    if expired:
+        with _lock:
+            for subject in expired:
+                if _local_blocks.get(subject, now + 1) <= now:
+                    del _local_blocks[subject]
     wait = 0.0
     for subject in subjects:
         until = _local_blocks.get(subject)
-        if until is None:
-            continue
-        if until <= now:
-            with _lock:
-                _local_blocks.pop(subject, None)
-            continue
-        wait = max(wait, until - now)
+        if until is not None and until > now:
+            wait = max(wait, until - now)
     return int(wait) + 1 if wait else None
 
 
@@ -81,7 +85,7 @@ def record_failure(subjects: list[str]) -> int | None:
                 count = 1
         if count > limits[kind]:
             with _lock:
-                _local_blocks[subject] = time.monotonic() + seconds_left
+                _local_blocks[subject] = _monotonic() + seconds_left
             wait = int(seconds_left) + 1
     return wait
 

@@ -72,18 +72,35 @@ def test_api_requests_log_their_tenant(admin_client, tenant, caplog):
     assert record.tenant_id == tenant.pk
 
 
+def _series(prefix: str):
+    """A registry with a counter and a histogram shaped like the routing series, under names of their own: in
+    multiprocess mode series of one name share their values within a process, and the values files of an earlier
+    run whose process had the same id would be read back."""
+    import uuid
+
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    registry = CollectorRegistry()
+    counter = Counter(f"{name}_requests_total", "test", ["endpoint", "status"], registry=registry)
+    histogram = Histogram(f"{name}_seconds", "test", ["endpoint"], buckets=metrics.LATENCY_BUCKETS, registry=registry)
+    return name, registry, counter, histogram
+
+
+def _samples(registry, name: str) -> dict:
+    return {
+        (sample.name.removeprefix(name), tuple(sorted(sample.labels.items()))): sample.value
+        for family in registry.collect()
+        for sample in family.samples
+        if not sample.name.endswith("_created")
+    }
+
+
 def test_batched_request_metrics_expose_what_observe_would():
     """The hot endpoint's batched series equal plain inc()/observe() calls once flushed, at every bucket
     boundary (guards the prometheus_client internals BatchedRequestMetrics fills)."""
-    from prometheus_client import CollectorRegistry, Counter, Histogram
-
-    registry = CollectorRegistry()
-    counter = Counter("t_requests_total", "t", ["endpoint", "status"], registry=registry)
-    histogram = Histogram("t_seconds", "t", ["endpoint"], buckets=metrics.LATENCY_BUCKETS, registry=registry)
-    # Other names: in multiprocess mode, series of the same name share their values within a process.
-    reference = CollectorRegistry()
-    plain_counter = Counter("r_requests_total", "t", ["endpoint", "status"], registry=reference)
-    plain_histogram = Histogram("r_seconds", "t", ["endpoint"], buckets=metrics.LATENCY_BUCKETS, registry=reference)
+    name, registry, counter, histogram = _series("batched")
+    plain_name, reference, plain_counter, plain_histogram = _series("plain")
 
     batched = metrics.BatchedRequestMetrics(counter, histogram, interval=3600, endpoint="table")
     observations = [(200, 0.0001), (200, 0.0005), (304, 0.00051), (200, 0.001), (401, 0.7), (200, 1.0), (500, 7.5)]
@@ -92,59 +109,65 @@ def test_batched_request_metrics_expose_what_observe_would():
         plain_counter.labels(endpoint="table", status=str(status_code)).inc()
         plain_histogram.labels(endpoint="table").observe(seconds)
 
-    def samples(registry):
-        return {
-            (sample.name[2:], tuple(sorted(sample.labels.items()))): sample.value
-            for family in registry.collect()
-            for sample in family.samples
-            if not sample.name.endswith("_created")
-        }
-
-    assert registry.get_sample_value("t_requests_total", {"endpoint": "table", "status": "200"}) is None  # not yet
-    assert registry.get_sample_value("t_seconds_count", {"endpoint": "table"}) == 0
+    # Not due for an hour: the process's flusher thread leaves it alone.
+    assert registry.get_sample_value(f"{name}_requests_total", {"endpoint": "table", "status": "200"}) is None
+    assert registry.get_sample_value(f"{name}_seconds_count", {"endpoint": "table"}) == 0
     batched.flush()
-    assert samples(registry) == samples(reference)
+    assert _samples(registry, name) == _samples(reference, plain_name)
     batched.flush()  # nothing new: nothing changes
-    assert samples(registry) == samples(reference)
+    assert _samples(registry, name) == _samples(reference, plain_name)
 
 
-def test_batched_request_metrics_flush_on_their_own_on_scrape_and_in_forked_children(client):
-    import os
+def test_batched_request_metrics_flush_on_their_own_interval_and_on_scrape(client):
     import time
 
-    from prometheus_client import CollectorRegistry, Counter, Histogram
-
-    registry = CollectorRegistry()
-    counter = Counter("u_requests_total", "u", ["endpoint", "status"], registry=registry)
-    histogram = Histogram("u_seconds", "u", ["endpoint"], buckets=metrics.LATENCY_BUCKETS, registry=registry)
+    name, registry, counter, histogram = _series("flush")
+    requests = f"{name}_requests_total"
     at_once = metrics.BatchedRequestMetrics(counter, histogram, interval=0, endpoint="x")
     at_once.record(200, 0.002)  # an interval of 0 hands every request over at once
-    assert registry.get_sample_value("u_requests_total", {"endpoint": "x", "status": "200"}) == 1
+    assert registry.get_sample_value(requests, {"endpoint": "x", "status": "200"}) == 1
 
+    # Without any request or scrape, the process's flusher thread hands a batch over when its interval is due,
+    # also when the thread was started by (and is sleeping for) an instance with a long interval.
     hourly = metrics.BatchedRequestMetrics(counter, histogram, interval=3600, endpoint="y")
     hourly.record(200, 0.002)
-    assert registry.get_sample_value("u_requests_total", {"endpoint": "y", "status": "200"}) is None
-    client.get("/metrics")  # a scrape hands every batch of the serving process over first
-    assert registry.get_sample_value("u_requests_total", {"endpoint": "y", "status": "200"}) == 1
-    assert registry.get_sample_value("u_seconds_count", {"endpoint": "y"}) == 1
-
-    # With no further request and no scrape, the process's flusher thread hands counts over on its own.
     quick = metrics.BatchedRequestMetrics(counter, histogram, interval=0.05, endpoint="z")
     quick.record(304, 0.001)
     deadline = time.monotonic() + 10
-    while registry.get_sample_value("u_requests_total", {"endpoint": "z", "status": "304"}) is None:
+    while registry.get_sample_value(requests, {"endpoint": "z", "status": "304"}) is None:
         assert time.monotonic() < deadline, "the flusher thread never handed the batch over"
         time.sleep(0.02)
+    assert registry.get_sample_value(requests, {"endpoint": "y", "status": "200"}) is None  # due in an hour
 
-    # A forked child (a gunicorn worker forked from a preloaded master) starts from zero with its own thread.
+    client.get("/metrics")  # a scrape hands every batch of the serving process over first
+    assert registry.get_sample_value(requests, {"endpoint": "y", "status": "200"}) == 1
+    assert registry.get_sample_value(f"{name}_seconds_count", {"endpoint": "y"}) == 1
+
+
+def test_a_forked_child_starts_from_zero_with_a_flusher_of_its_own():
+    """A gunicorn worker forked from a process that had counted: the parent reports those counts, the child
+    neither repeats them nor lacks a thread to hand its own over."""
+    import os
+
+    _name, _registry, counter, histogram = _series("fork")
+    hourly = metrics.BatchedRequestMetrics(counter, histogram, interval=3600, endpoint="y")
     hourly.record(500, 0.002)
+    assert hourly._statuses == {500: 1}  # pending in the parent: not due for an hour
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover (the child reports through the pipe)
-        ok = not hourly._statuses and metrics.BatchedRequestMetrics._flusher is None
-        os.write(write, b"1" if ok else b"0")
-        os._exit(0)
+        try:
+            inherited = dict(hourly._statuses)
+            hourly.record(200, 0.001)
+            flusher = metrics.BatchedRequestMetrics._flusher
+            ok = inherited == {} and hourly._statuses == {200: 1} and flusher is not None and flusher.is_alive()
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
     os.close(write)
-    assert os.read(read, 1) == b"1"
-    os.waitpid(pid, 0)
-    os.close(read)
+    try:
+        assert os.read(read, 1) == b"1"
+    finally:
+        os.waitpid(pid, 0)
+        os.close(read)
+    assert hourly._statuses == {500: 1}

@@ -202,6 +202,8 @@ class BaseModel(models.Model):
         return self.name
 
     def clean(self) -> None:
+        if self.modules_to_save is None:  # the admin's emptied box
+            self.modules_to_save = []
         errors = {}
         for field in ("target_modules", "modules_to_save"):
             value = getattr(self, field)

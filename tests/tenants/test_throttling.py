@@ -43,3 +43,21 @@ def test_failed_logins_are_throttled(owner):
     assert statuses == [200, 200, 200, 429, 429]
     response = client.post("/login/", {"username": owner.email, "password": "correct-horse-battery-staple"})
     assert response.status_code == 429 and response["Retry-After"]
+
+
+def test_expired_blocks_are_dropped_even_for_callers_that_never_return(monkeypatch):
+    """The hot path skips the throttling check while no block is in force; an ended block of an address that
+    never comes back must not keep that check on for good."""
+    from tenants import throttling
+
+    now = [1000.0]
+    monkeypatch.setattr(throttling, "_monotonic", lambda: now[0])
+    throttling._local_blocks.update({"ip:10.0.0.1": 1030.0, "ip:10.0.0.2": 1060.0})
+    assert throttling.any_blocked()
+    assert throttling.blocked_for(["ip:10.0.0.1"]) == 31
+    now[0] = 1045.0  # the first block has ended, the second has not
+    assert throttling.blocked_for(["ip:10.0.0.3"]) is None and throttling.any_blocked()
+    assert set(throttling._local_blocks) == {"ip:10.0.0.2"}
+    now[0] = 1061.0  # a request from a third address is enough to drop the second block
+    assert throttling.blocked_for(["ip:10.0.0.3"]) is None
+    assert not throttling.any_blocked()
