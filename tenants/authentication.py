@@ -5,6 +5,7 @@ API_KEY_CACHE_SECONDS, so a revoked key stops working within that time (at once 
 cache entry is deleted by the revocation).
 """
 
+from collections.abc import Callable
 from datetime import datetime
 
 from django.conf import settings
@@ -17,7 +18,7 @@ from tenants.context import TenantContext
 from tenants.models import ApiKey
 from tenants.selectors import tenant_context_for_user
 from tenants.services import api_key_cache_key, api_key_hash
-from tenants.throttling import auth_failure_subjects, blocked_for, record_failure
+from tenants.throttling import any_blocked, auth_failure_subjects, blocked_for, record_failure
 
 SESSION_TENANT_KEY = "current_tenant_id"
 
@@ -77,29 +78,32 @@ def authenticate_api_key(plaintext: str) -> TenantContext:
     )
 
 
-def authenticate_bearer(request) -> TenantContext | None:
+def authenticate_bearer(
+    request, resolve: Callable[[str], TenantContext] = authenticate_api_key
+) -> TenantContext | None:
     """Authenticate `Authorization: Bearer <key>` with failure throttling; None when there is no header.
 
-    Raises AuthenticationFailed (401) for a bad key and Throttled (429) for a caller that failed too often.
+    `resolve` turns the key into a context (the routing table's hot path passes its per-process memo). Raises
+    AuthenticationFailed (401) for a bad key and Throttled (429) for a caller that failed too often.
     """
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if not header:
         return None
     parts = header.split()
     key = parts[1] if len(parts) == 2 else ""
-    subjects = auth_failure_subjects(request, key)
-    wait = blocked_for(subjects)
-    if wait:
-        raise exceptions.Throttled(wait, detail="Too many failed authentication attempts; retry later.")
+    if any_blocked():  # the subjects are built only while some block is in force in this process
+        wait = blocked_for(auth_failure_subjects(request, key))
+        if wait:
+            raise exceptions.Throttled(wait, detail="Too many failed authentication attempts; retry later.")
     try:
         if len(parts) != 2 or parts[0].lower() != "bearer":
             raise exceptions.AuthenticationFailed(
                 "Malformed Authorization header; expected 'Authorization: Bearer <api key>'.",
                 code="malformed_authorization",
             )
-        return authenticate_api_key(key)
+        return resolve(key)
     except exceptions.AuthenticationFailed:
-        wait = record_failure(subjects)
+        wait = record_failure(auth_failure_subjects(request, key))
         if wait:
             raise exceptions.Throttled(wait, detail="Too many failed authentication attempts; retry later.") from None
         raise

@@ -3,7 +3,8 @@
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from tenants.models import Tenant
+from tenants.models import Role, Tenant
+from tenants.scopes import Scope
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,12 @@ class TenantContext:
         if self.user_email:
             return self.user_email
         return f"api-key {self.api_key_prefix}"
+
+    @property
+    def acting_role(self) -> str | None:
+        """The role the caller manages members with: its membership's, or admin for a key with the admin scope
+        (a key never acts as an owner)."""
+        return self.role or (Role.ADMIN if Scope.ADMIN.value in self.scopes else None)
 
     def has_scope(self, scope: str | None) -> bool:
         return scope is None or scope in self.scopes

@@ -1,10 +1,20 @@
 from django import forms
 from django.contrib.auth import get_user_model, password_validation
+from django.core.exceptions import ValidationError
 
 from tenants.models import Role
 from tenants.scopes import ALL_SCOPES
 
 User = get_user_model()
+
+
+def add_service_error(form: forms.Form, error: ValidationError) -> None:
+    """Put a service's ValidationError on the form: on the field it names where the form has one."""
+    if hasattr(error, "error_dict"):
+        for field, errors in error.message_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, error.messages)
 
 
 class SignupForm(forms.Form):

@@ -122,11 +122,11 @@ def _owner_count(tenant_id: int) -> int:
     return Membership.objects.for_tenant(tenant_id).filter(role=Role.OWNER).count()
 
 
-def _check_role_change_allowed(*, actor_role: str | None, old_role: str | None, new_role: str | None) -> None:
+def _check_role_change_allowed(*, actor_role: str, old_role: str | None, new_role: str | None) -> None:
     """Owners manage everyone; admins manage admins, members and viewers, but never owners."""
     if actor_role == Role.OWNER:
         return
-    if actor_role != Role.ADMIN and actor_role is not None:
+    if actor_role != Role.ADMIN:
         raise PermissionError("Only owners and admins manage members.")
     if Role.OWNER in (old_role, new_role):
         raise PermissionError("Only an owner can grant, change or remove the owner role.")

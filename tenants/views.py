@@ -12,7 +12,14 @@ from django.views.decorators.http import require_POST
 
 from tenants import selectors, services
 from tenants.authentication import SESSION_TENANT_KEY
-from tenants.forms import ApiKeyCreateForm, MemberAddForm, MemberRoleForm, SignupForm, TenantCreateForm
+from tenants.forms import (
+    ApiKeyCreateForm,
+    MemberAddForm,
+    MemberRoleForm,
+    SignupForm,
+    TenantCreateForm,
+    add_service_error,
+)
 from tenants.models import Membership
 from tenants.onboarding import checklist
 from tenants.scopes import Scope
@@ -63,14 +70,6 @@ def tenant_required(scope: str | None = None):
     return decorator
 
 
-def _form_error(form, error: ValidationError) -> None:
-    if hasattr(error, "error_dict"):
-        for field, errors in error.message_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, error.messages)
-
-
 def signup(request):
     if request.user.is_authenticated:
         return redirect("onboarding")
@@ -91,7 +90,7 @@ def tenant_create(request):
                 slug=form.cleaned_data["slug"], name=form.cleaned_data["name"], owner=request.user
             )
         except ValidationError as error:
-            _form_error(form, error)
+            add_service_error(form, error)
         else:
             request.session[SESSION_TENANT_KEY] = tenant.pk
             messages.success(request, f"Organisation {tenant.name} created. Here is what comes next.")
@@ -132,7 +131,7 @@ def api_keys(request):
                 tenant=context.tenant, created_by=request.user, actor=context.actor, **form.cleaned_data
             )
         except ValidationError as error:
-            _form_error(form, error)
+            add_service_error(form, error)
         else:
             form = ApiKeyCreateForm()
     keys = selectors.api_keys_for_tenant(context.tenant_id)
@@ -159,7 +158,7 @@ def members(request):
                 tenant=context.tenant, actor_role=context.role, actor=context.actor, **form.cleaned_data
             )
         except ValidationError as error:
-            _form_error(form, error)
+            add_service_error(form, error)
         except PermissionError as error:
             form.add_error(None, str(error))
         else:

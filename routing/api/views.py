@@ -22,8 +22,8 @@ from routing.api import serializers
 from routing.cache import published_table, table_key_context
 from routing.compiler import diff_contents
 from routing.models import RouteRule, RouteTableVersion
+from tenants.authentication import authenticate_bearer
 from tenants.scopes import Scope
-from tenants.throttling import any_blocked, auth_failure_subjects, blocked_for, record_failure
 from tenants.viewsets import TenantScopedViewSet
 from training.models import ModelVersion
 
@@ -72,35 +72,19 @@ def _routing_table(request):
     """
     if request.method != "GET" and request.method != "HEAD":
         return _error(405, "method_not_allowed", f'Method "{request.method}" not allowed.', {"Allow": "GET, HEAD"})
-    header = request.META.get("HTTP_AUTHORIZATION")
-    if not header:
+    try:  # the API's own key authentication and failure throttling, with this endpoint's key memo
+        context = authenticate_bearer(request, resolve=table_key_context)
+    except exceptions.Throttled as error:
+        return _throttled(int(error.wait))
+    except exceptions.AuthenticationFailed as error:
+        return _error(401, error.get_codes(), str(error.detail), {"WWW-Authenticate": _WWW_AUTHENTICATE})
+    if context is None:
         return _error(
             401,
             "not_authenticated",
             "Authentication credentials were not provided.",
             {"WWW-Authenticate": _WWW_AUTHENTICATE},
         )
-    parts = header.split()
-    if len(parts) != 2 or parts[0].lower() != "bearer":
-        return _error(
-            401,
-            "malformed_authorization",
-            "Malformed Authorization header; expected 'Authorization: Bearer <api key>'.",
-            {"WWW-Authenticate": _WWW_AUTHENTICATE},
-        )
-    # Failed-authentication throttling as on every API route; while no block is in force in this process the
-    # check is one dict test.
-    if any_blocked():
-        wait = blocked_for(auth_failure_subjects(request, parts[1]))
-        if wait:
-            return _throttled(wait)
-    try:
-        context = table_key_context(parts[1])
-    except exceptions.AuthenticationFailed as error:
-        wait = record_failure(auth_failure_subjects(request, parts[1]))
-        if wait:
-            return _throttled(wait)
-        return _error(401, error.get_codes(), str(error.detail), {"WWW-Authenticate": _WWW_AUTHENTICATE})
     if _TABLE_SCOPE not in context.scopes:
         held = ", ".join(sorted(context.scopes)) or "none"
         return _error(403, "missing_scope", f"This request needs the '{_TABLE_SCOPE}' scope; the caller has: {held}.")

@@ -69,8 +69,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
     @extend_schema(responses=serializers.ApiKeySerializer)
     def destroy(self, request, pk=None):
         """Revokes the key (kept for the audit trail; it never authenticates again)."""
-        api_key = services.api_key_revoke(api_key=self.get_object(), actor=self.tenant_context.actor)
-        return Response(self.get_serializer(api_key).data)
+        return self.revoke(request, pk)
 
 
 class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
@@ -89,7 +88,7 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
         payload.is_valid(raise_exception=True)
         context = self.tenant_context
         membership = services.membership_add(
-            tenant=context.tenant, actor_role=context.role or "admin", actor=context.actor, **payload.validated_data
+            tenant=context.tenant, actor_role=context.acting_role, actor=context.actor, **payload.validated_data
         )
         return Response(self.get_serializer(membership).data, status=status.HTTP_201_CREATED)
 
@@ -102,16 +101,14 @@ class MembershipViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
         membership = services.membership_change_role(
             membership=membership,
             role=payload.validated_data["role"],
-            actor_role=context.role or "admin",  # a key with the admin scope acts as an admin, never an owner
+            actor_role=context.acting_role,
             actor=context.actor,
         )
         return Response(self.get_serializer(membership).data)
 
     def destroy(self, request, pk=None):
         context = self.tenant_context
-        services.membership_remove(
-            membership=self.get_object(), actor_role=context.role or "admin", actor=context.actor
-        )
+        services.membership_remove(membership=self.get_object(), actor_role=context.acting_role, actor=context.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

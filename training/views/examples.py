@@ -10,6 +10,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from tenants.forms import add_service_error
 from tenants.scopes import Scope
 from tenants.views import tenant_required
 from training.models import ExampleSource, Split, TaskKind, UploadStatus
@@ -21,14 +22,6 @@ from training.services import tasks as task_services
 from training.views.examples_forms import TaskForm, UploadForm
 
 EXAMPLES_PER_PAGE = 50
-
-
-def _form_error(form, error: ValidationError) -> None:
-    if hasattr(error, "error_dict"):
-        for field, errors in error.message_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, error.messages)
 
 
 def _task(request, slug: str):
@@ -55,7 +48,7 @@ def task_create(request):
                 tenant=context.tenant, created_by=_creator(request), actor=context.actor, **form.cleaned_data
             )
         except ValidationError as error:
-            _form_error(form, error)
+            add_service_error(form, error)
         else:
             messages.success(request, f"Task {task.name} registered. Next: upload examples.")
             return redirect("upload_create", slug=task.slug)
@@ -72,7 +65,7 @@ def task_edit(request, slug: str):
         try:
             task_services.task_update(task=task, actor=request.tenant_context.actor, **form.cleaned_data)
         except ValidationError as error:
-            _form_error(form, error)
+            add_service_error(form, error)
         else:
             messages.success(request, "Task saved.")
             return redirect("task_detail", slug=task.slug)
@@ -142,7 +135,7 @@ def upload_create(request, slug: str):
         except example_services.UploadTooLarge as error:
             form.add_error("file", str(error))
         except ValidationError as error:
-            _form_error(form, error)
+            add_service_error(form, error)
         else:
             return redirect("upload_detail", pk=upload.pk)
     return render(
