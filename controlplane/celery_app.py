@@ -16,5 +16,4 @@ class Queue(enum.StrEnum):
 
 app = Celery("controlplane")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues_names = [q.value for q in Queue]
 app.autodiscover_tasks()

@@ -126,10 +126,6 @@ def published_table_compiled(tenant_id: int) -> CompiledBody:
 # --- outcomes, statistics and drift ---------------------------------------------------------------------
 
 
-def outcomes_for_tenant(tenant_id: int) -> QuerySet[Outcome]:
-    return Outcome.objects.for_tenant(tenant_id).select_related("task")
-
-
 def _published_coverages(tenant_id: int, content: dict) -> dict[str, float | None]:
     """Task slug -> coverage of the model version the published table routes it to."""
     ids = {rule["model_version_id"]: task for task, rule in (content.get("rules") or {}).items()}

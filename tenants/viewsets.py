@@ -46,12 +46,6 @@ class TenantScopedMixin:
         queryset = self.model._default_manager.all().for_tenant(self.tenant_id)
         return self.scope_queryset(queryset)
 
-    def get_serializer_context(self):
-        context = super().get_serializer_context()
-        if isinstance(getattr(self.request, "auth", None), TenantContext):
-            context["tenant_context"] = self.request.auth
-        return context
-
 
 class TenantScopedViewSet(TenantScopedMixin, viewsets.GenericViewSet):
     """Base for every tenant-owned resource under /api/v1/."""

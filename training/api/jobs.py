@@ -13,6 +13,7 @@ from tenants.scopes import Scope
 from tenants.viewsets import TenantScopedViewSet
 from training.models import BaseModel, JobState, ModelVersion, TrainingEvent, TrainingJob
 from training.selectors import jobs as selectors
+from training.selectors.tasks import task_get
 from training.services import jobs as job_services
 from training.services import model_versions as version_services
 
@@ -203,10 +204,12 @@ class TaskTrainingJobViewSet(mixins.ListModelMixin, TenantScopedViewSet):
 
     def _task(self):
         # The parent first, within the caller's tenant: another tenant's task is a 404 before any validation.
-        return selectors.task_for_tenant(tenant=self.tenant_id, slug=self.kwargs["task_slug"])
+        return task_get(tenant=self.tenant_id, slug=self.kwargs["task_slug"])
 
     def scope_queryset(self, queryset):
-        return queryset.filter(task__slug=self.kwargs["task_slug"]).select_related("task", "base_model")
+        return queryset.filter(task__slug=self.kwargs["task_slug"]).select_related(
+            "task", "base_model", "model_version"
+        )
 
     def list(self, request, *args, **kwargs):
         self._task()

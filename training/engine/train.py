@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-from .artifact import ENGINE_ARTIFACT_VERSION, write_artifact_metadata, write_label_map, write_readme
+from .artifact import ENGINE_ARTIFACT_VERSION, write_artifact_metadata, write_label_map
 from .evaluate import evaluate_predictions
 from .spec import Example, Prediction, TrainingSpec, resolve_model_dir
 
@@ -320,7 +320,7 @@ def train(
     result.predictions = predictions
     result.artifact_dir = str(artifact_dir)
     result.duration_seconds = time.perf_counter() - started
-    metadata = write_artifact_metadata(
+    write_artifact_metadata(
         artifact_dir,
         engine_artifact_version=ENGINE_ARTIFACT_VERSION,
         task_kind=spec.task_kind,
@@ -341,5 +341,4 @@ def train(
         duration_seconds=result.duration_seconds,
         examples_per_second=examples_per_second,
     )
-    write_readme(artifact_dir, metadata)
     return result

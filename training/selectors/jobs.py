@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.http import Http404
 
 from tenants.models import Tenant
@@ -80,14 +80,6 @@ def training_setting(name: str) -> Any:
 
 
 # --- tasks and examples ----------------------------------------------------------------------------
-
-
-def task_for_tenant(*, tenant: Tenant | int, slug: str) -> Task:
-    """The tenant's task with this slug; 404 for another tenant's (or a missing) task."""
-    task = Task.objects.for_tenant(tenant).filter(slug=slug).first()
-    if task is None:
-        raise Http404(f"No task '{slug}'.")
-    return task
 
 
 @dataclass(frozen=True)
@@ -269,11 +261,12 @@ def tenant_running_job_count(tenant: Tenant | int, *, exclude_pk: int | None = N
 
 
 def task_training_summary(task: Task) -> dict[str, Any]:
-    """For the task page's training panel: latest jobs and model versions of the task."""
+    """For the task page's training panel: counts, the latest jobs and model versions (four queries)."""
     jobs = training_jobs_for_tenant(task.tenant_id).filter(task=task)
+    versions = model_versions_for_tenant(task.tenant_id).filter(task=task)
     return {
-        "jobs": list(jobs[:10]),
-        "active_jobs": jobs.filter(Q(state=JobState.QUEUED) | Q(state__in=ACTIVE_JOB_STATES)).count(),
-        "model_versions": list(model_versions_for_tenant(task.tenant_id).filter(task=task)[:10]),
-        "readiness": task_training_readiness(task),
+        "job_count": jobs.count(),
+        "jobs": list(jobs[:5]),
+        "model_version_count": versions.count(),
+        "model_versions": list(versions[:10]),
     }

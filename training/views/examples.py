@@ -15,6 +15,7 @@ from tenants.scopes import Scope
 from tenants.views import tenant_required
 from training.models import ExampleSource, Split, TaskKind, UploadStatus
 from training.selectors import examples as example_selectors
+from training.selectors import jobs as job_selectors
 from training.selectors import spend as spend_selectors
 from training.selectors import tasks as task_selectors
 from training.services import examples as example_services
@@ -108,6 +109,7 @@ def task_detail(request, slug: str):
             "label_chart": json.dumps(label_chart),
             "day_chart": json.dumps(day_chart),
             "uploads": example_selectors.uploads_for_task(task)[:20],
+            "training": job_selectors.task_training_summary(task),
             "readiness_percent": min(
                 100, round(100 * statistics["readiness"]["train_examples"] / max(1, statistics["readiness"]["needed"]))
             ),

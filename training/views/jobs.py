@@ -16,6 +16,7 @@ from tenants.scopes import Scope
 from tenants.views import tenant_required
 from training.models import TERMINAL_JOB_STATES
 from training.selectors import jobs as selectors
+from training.selectors.tasks import task_get
 from training.services import jobs as job_services
 from training.services import model_versions as version_services
 
@@ -112,7 +113,7 @@ def _base_model_options(task) -> tuple[list, list]:
 @tenant_required(Scope.TRAINING_WRITE)
 def training_job_new(request, slug: str):
     context = request.tenant_context
-    task = selectors.task_for_tenant(tenant=context.tenant_id, slug=slug)
+    task = task_get(tenant=context.tenant_id, slug=slug)
     usable, unavailable = _base_model_options(task)
     form = TrainingJobForm(
         request.POST or None,
