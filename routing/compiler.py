@@ -25,6 +25,8 @@ from datetime import datetime
 
 import orjson
 
+from routing.decision import ROUTE_FRONTIER
+
 # The fields of a rule that the runtime table carries, in the order of the contract.
 RUNTIME_RULE_FIELDS = (
     "model_version",
@@ -39,7 +41,6 @@ RUNTIME_RULE_FIELDS = (
 # Every field a rule has in a version's content; the diff compares these.
 CONTENT_RULE_FIELDS = ("enabled", *RUNTIME_RULE_FIELDS)
 DEFAULT_CACHE_MAX_AGE = 30
-ROUTE_FRONTIER = "frontier"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,11 @@ class CompiledBody:
     body: bytes
     etag: str
     max_age: int
+
+
+def content_max_age(content: dict) -> int:
+    """The Cache-Control max-age a published content asks for."""
+    return int(content.get("cache_max_age", DEFAULT_CACHE_MAX_AGE))
 
 
 def empty_content(*, default_model: str | None = None, cache_max_age: int = DEFAULT_CACHE_MAX_AGE) -> dict:
@@ -95,7 +101,7 @@ def compile_table(*, content: dict, version: int, tenant_slug: str, published_at
     """Serialise a version's content into compact JSON bytes (sorted keys: same content, same bytes)."""
     table = runtime_table(content=content, version=version, tenant_slug=tenant_slug, published_at=published_at)
     body = orjson.dumps(table, option=orjson.OPT_SORT_KEYS)
-    max_age = int(content.get("cache_max_age", DEFAULT_CACHE_MAX_AGE))
+    max_age = content_max_age(content)
     return CompiledBody(version=version, body=body, etag=etag_for(body), max_age=max_age)
 
 

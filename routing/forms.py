@@ -1,8 +1,16 @@
 """Forms of the routing page. They check types and ranges; the services check everything else."""
 
+from collections import defaultdict
+
 from django import forms
 
 from routing import selectors
+
+
+def _choice(version, *, with_task: bool) -> tuple[str, str]:
+    threshold = "no calibrated threshold" if version.threshold is None else f"threshold {version.threshold:.3f}"
+    label = f"{version.name} ({threshold})"
+    return str(version.pk), f"{version.task.slug}: {label}" if with_task else label
 
 
 def _model_version_choices(tenant_id: int, task_id: int | None = None) -> list[tuple[str, str]]:
@@ -11,16 +19,15 @@ def _model_version_choices(tenant_id: int, task_id: int | None = None) -> list[t
         versions = versions.filter(task_id=task_id)
     else:  # a new rule: only tasks without one (a task has at most one rule)
         versions = versions.exclude(task__route_rules__isnull=False)
-    choices = []
-    for version in versions:
-        threshold = "no calibrated threshold" if version.threshold is None else f"threshold {version.threshold:.3f}"
-        label = (
-            f"{version.name} ({threshold})"
-            if task_id is not None
-            else f"{version.task.slug}: {version.name} ({threshold})"
-        )
-        choices.append((str(version.pk), label))
-    return choices
+    return [_choice(version, with_task=task_id is None) for version in versions]
+
+
+def model_version_choices_by_task(tenant_id: int) -> dict[int, list[tuple[str, str]]]:
+    """Every task's routable model versions in one query, for a page with one rule form per task."""
+    grouped = defaultdict(list)
+    for version in selectors.model_versions_routable(tenant_id):
+        grouped[version.task_id].append(_choice(version, with_task=False))
+    return grouped
 
 
 class RouteRuleForm(forms.Form):
@@ -39,9 +46,11 @@ class RouteRuleForm(forms.Form):
     shadow = forms.BooleanField(required=False, help_text="The small model runs, the frontier answers.")
     enabled = forms.BooleanField(required=False)
 
-    def __init__(self, *args, tenant_id: int, task_id: int, **kwargs):
+    def __init__(self, *args, tenant_id: int, task_id: int, choices: list[tuple[str, str]] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["model_version"].choices = _model_version_choices(tenant_id, task_id)
+        self.fields["model_version"].choices = (
+            choices if choices is not None else _model_version_choices(tenant_id, task_id)
+        )
 
 
 class RouteRuleCreateForm(forms.Form):

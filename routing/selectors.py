@@ -8,7 +8,7 @@ from decimal import Decimal
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from routing.compiler import CompiledBody, compile_table, diff_contents, empty_content
+from routing.compiler import CompiledBody, compile_table, content_max_age, diff_contents, empty_content
 from routing.drift import WINDOW_HOURS, assess_drift
 from routing.models import Outcome, OutcomeDaily, RouteRule, RouteTableSettings, RouteTableVersion
 from tenants.models import Tenant
@@ -111,7 +111,7 @@ def published_table_compiled(tenant_id: int) -> CompiledBody:
             version=latest["version"],
             body=bytes(latest["body"]),
             etag=latest["etag"],
-            max_age=int(latest["content"].get("cache_max_age", 30)),
+            max_age=content_max_age(latest["content"]),
         )
     slug = Tenant.objects.values_list("slug", flat=True).get(pk=tenant_id)
     settings_row = route_table_settings(tenant_id)

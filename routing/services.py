@@ -321,12 +321,17 @@ def route_table_publish(
 ) -> RouteTableVersion:
     """Publish the draft as the next version. Refuses a draft identical to the published table unless
     `allow_unchanged` (then the current version is returned and nothing is created)."""
+    return _publish_draft(tenant_id=tenant_id, actor=actor, note=note, allow_unchanged=allow_unchanged)[0]
+
+
+def _publish_draft(*, tenant_id: int, actor: str, note: str, allow_unchanged: bool) -> tuple[RouteTableVersion, bool]:
+    """route_table_publish's work; also says whether a version was created (decided under the tenant's lock)."""
     tenant, latest = _lock_tenant(tenant_id)
     content = selectors.draft_content(tenant_id)
     diff = diff_contents(latest.content if latest else empty_content(), content)
     if _is_empty_diff(diff):
         if allow_unchanged and latest is not None:
-            return latest
+            return latest, False
         where = f"the published version v{latest.version}" if latest else "the empty table"
         raise ValidationError(f"Nothing to publish: the draft is identical to {where}.")
     version = _create_version(tenant=tenant, latest=latest, content=content, actor=actor, note=note)
@@ -337,7 +342,7 @@ def route_table_publish(
         target=f"v{version.version}",
         data={"version": version.version, "note": version.note, "changes": _diff_summary(diff)},
     )
-    return version
+    return version, True
 
 
 @transaction.atomic
@@ -461,14 +466,13 @@ def model_version_publish(
             shadow=shadow,
             enabled=True,
         )
-    before = selectors.latest_version_number(tenant_id)
-    version = route_table_publish(
+    version, created = _publish_draft(
         tenant_id=tenant_id,
         actor=actor,
         note=note or f"Publish {model_version.name} for {task.slug} at threshold {chosen_threshold:.3f}",
         allow_unchanged=True,
     )
-    return ModelVersionPublication(rule=rule, version=version, created=version.version != before)
+    return ModelVersionPublication(rule=rule, version=version, created=created)
 
 
 # --- outcomes --------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from routing.forms import (
     RouteRuleCreateForm,
     RouteRuleForm,
     RouteTableSettingsForm,
+    model_version_choices_by_task,
 )
 from routing.models import RouteTableVersion
 from tenants.scopes import Scope
@@ -54,10 +55,11 @@ def _chart(label: str, daily: list[dict], key: str, *, scale: float = 1.0, color
     return json.dumps(spec)
 
 
-def _rule_form(rule, tenant_id: int, data=None) -> RouteRuleForm:
+def _rule_form(rule, tenant_id: int, data=None, choices=None) -> RouteRuleForm:
     return RouteRuleForm(
         data,
         tenant_id=tenant_id,
+        choices=choices,
         task_id=rule.task_id,
         auto_id=f"rule{rule.pk}_%s",
         initial={
@@ -87,6 +89,7 @@ def routing_page(request):
         entry["has_traffic"] = any(row["requests"] for row in daily)
     settings_row = selectors.route_table_settings(tenant_id)
     rules = list(selectors.route_rules_for_tenant(tenant_id))
+    choices = model_version_choices_by_task(tenant_id)
     return render(
         request,
         "routing/routing.html",
@@ -94,7 +97,7 @@ def routing_page(request):
             "can_write": context.has_scope(Scope.ROUTING_WRITE),
             "latest": latest,
             "published_table": json.loads(bytes(latest.body)) if latest else None,
-            "rule_forms": [(rule, _rule_form(rule, tenant_id)) for rule in rules],
+            "rule_forms": [(rule, _rule_form(rule, tenant_id, choices=choices[rule.task_id])) for rule in rules],
             "create_form": RouteRuleCreateForm(tenant_id=tenant_id),
             "settings_form": RouteTableSettingsForm(
                 initial={"default_model": settings_row.default_model, "cache_max_age": settings_row.cache_max_age}
