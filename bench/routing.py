@@ -249,6 +249,14 @@ def run_python_load(url: str, headers: dict, *, connections: int, duration: floa
 # --- the run ------------------------------------------------------------------------------------------------
 
 
+def run_child(env: dict, *args: str) -> dict:
+    """Run this script's `_prepare` or `_handler` step in a child process (bench settings) and read its JSON."""
+    result = subprocess.run(
+        [PYTHON, str(Path(__file__).resolve()), *args], env=env, cwd=ROOT, check=True, capture_output=True, text=True
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -328,18 +336,7 @@ def main() -> int:
     gunicorn = None
     try:
         subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], env=env, cwd=ROOT, check=True)
-        prepared = json.loads(
-            subprocess.run(
-                [PYTHON, str(Path(__file__).resolve()), "_prepare"],
-                env=env,
-                cwd=ROOT,
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        prepared = run_child(env, "_prepare")
         # The baseline answers as many bytes as the table (read once per worker, at its first request).
         with (workdir / "routing_bench_settings.py").open("a") as settings_file:
             settings_file.write(f"ROUTING_BENCH_BODY_BYTES = {prepared['bytes']}\n")
@@ -413,18 +410,7 @@ def main() -> int:
             f"p99 of the table endpoint: {worst_p99:.2f} ms (target <= {TARGET_P99_MS} ms; the constant view's on this "
             f"machine: {summary['a']['p99']:.2f} ms)"
         )
-        handler = json.loads(
-            subprocess.run(
-                [PYTHON, str(Path(__file__).resolve()), "_handler", prepared["key"], prepared["etag"]],
-                env=env,
-                cwd=ROOT,
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        handler = run_child(env, "_handler", prepared["key"], prepared["etag"])
         print(
             "Django handler alone (in-process WSGI calls, no HTTP), median CPU us per request: "
             f"(a) {handler['a']:.1f}  (b) {handler['b']:.1f}  (c) {handler['c']:.1f}  "

@@ -134,6 +134,7 @@ class RecordStream(Iterator["RawRecord | RowError"]):
                 if required not in column_mapping:
                     raise UploadRefused(f"the column mapping must name the column that holds the {required}")
         self._mapping = column_mapping
+        self._mapped_keys = frozenset(column_mapping.values()) if column_mapping is not None else frozenset()
         if self.file_format == "jsonl":
             self._records = self._iter_jsonl()
         else:
@@ -328,9 +329,9 @@ class RecordStream(Iterator["RawRecord | RowError"]):
         usage = None
         if "input_tokens" in values or "output_tokens" in values:
             usage = {"input_tokens": values.get("input_tokens"), "output_tokens": values.get("output_tokens")}
-        mapped_keys = set(mapping.values())
         metadata = obj.get("metadata")
         if metadata is None:
+            mapped_keys = self._mapped_keys
             extra = {key: value for key, value in obj.items() if key not in mapped_keys}
             metadata = extra or None
         return _with_optional_fields(
