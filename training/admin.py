@@ -34,12 +34,16 @@ class TaskAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written only by the product's services; the admin shows them."""
+    """Rows written only by the product's services; the admin shows them. Deleting one here would skip the
+    services (the audit log, an adapter's files on disk), so it is refused too, as in the routing admin."""
 
     def has_add_permission(self, request) -> bool:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
 

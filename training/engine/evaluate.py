@@ -175,8 +175,11 @@ def agreements(
     raise ValueError(f"unknown task kind {task_kind!r}")
 
 
-def task_metrics(task_kind: str, predicted: Sequence[str], reference: Sequence[str]) -> dict[str, Any]:
-    """The task kind's headline metrics (see the functions above) plus `agreement_rate` and `count`."""
+def task_metrics(
+    task_kind: str, predicted: Sequence[str], reference: Sequence[str], agree: Sequence[bool] | None = None
+) -> dict[str, Any]:
+    """The task kind's headline metrics (see the functions above) plus `agreement_rate` and `count`; `agree`:
+    the per-example agreements when the caller has them already."""
     if task_kind == "classification":
         metrics = classification_metrics(predicted, reference)
     elif task_kind == "extraction":
@@ -185,7 +188,8 @@ def task_metrics(task_kind: str, predicted: Sequence[str], reference: Sequence[s
         metrics = text_metrics(predicted, reference)
     else:
         raise ValueError(f"unknown task kind {task_kind!r}")
-    agree = agreements(task_kind, predicted, reference)
+    if agree is None:
+        agree = agreements(task_kind, predicted, reference)
     metrics["agreement_rate"] = _safe_divide(sum(agree), len(agree))
     metrics["count"] = len(agree)
     return metrics
@@ -194,9 +198,10 @@ def task_metrics(task_kind: str, predicted: Sequence[str], reference: Sequence[s
 def evaluate_predictions(task_kind: str, predictions: Sequence[Any], reference: Sequence[str]) -> dict[str, Any]:
     """Fill each Prediction's `agrees` in place and return the task metrics plus mean confidence."""
     outputs = [prediction.output for prediction in predictions]
-    for prediction, agree in zip(predictions, agreements(task_kind, outputs, reference), strict=True):
-        prediction.agrees = agree
-    metrics = task_metrics(task_kind, outputs, reference)
+    agree = agreements(task_kind, outputs, reference)
+    for prediction, agrees in zip(predictions, agree, strict=True):
+        prediction.agrees = agrees
+    metrics = task_metrics(task_kind, outputs, reference, agree)
     metrics["mean_confidence"] = _safe_divide(sum(p.confidence for p in predictions), len(predictions))
     return metrics
 
